@@ -1,0 +1,1 @@
+"""Student architectures timm lacks. Importing this package registers them in timm."""
