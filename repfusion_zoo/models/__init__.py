@@ -1,1 +1,41 @@
-"""Student architectures timm lacks. Importing this package registers them in timm."""
+"""Student architectures timm lacks. Importing this package registers them in timm.
+
+Registered plain names (never a name timm already has; `register_new_model` checks):
+
+* ``resnet18_cifar``, ``resnet50_cifar`` (cifar_resnet.py): timm's ResNet, 3x3 stride-1 stem, no max-pool
+* ``wrn28_2``, ``wrn28_10`` (wide_resnet.py): Zagoruyko's WRN-28-k from timm's pre-activation blocks
+* ``mobilenetv2_cifar`` (cifar_mobilenetv2.py): timm's MobileNetV2 with CIFAR strides
+"""
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from timm.models import register_model
+from timm.models._registry import _model_entrypoints
+
+from ..errors import RepFusionError
+
+F = TypeVar("F", bound=Callable)
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def register_new_model(fn: F) -> F:
+    """`timm.models.register_model`, refusing any name timm (or anyone else) already registered.
+
+    timm silently replaces an entry registered twice, dropping its pretrained cfgs and tags.
+    Re-running the same module (``importlib.reload``) re-registers its own names, which is allowed.
+    """
+    existing = _model_entrypoints.get(fn.__name__)
+    if existing is not None and existing.__module__ != fn.__module__:
+        raise RepFusionError(
+            f"Model name {fn.__name__!r} is already registered in timm by {existing.__module__}; "
+            f"registering it from {fn.__module__} would replace it. Rename the repfusion_zoo entry."
+        )
+    return register_model(fn)
+
+
+from . import cifar_mobilenetv2, cifar_resnet, wide_resnet  # noqa: E402  (register on import)
+
+__all__ = ["register_new_model", "CIFAR10_MEAN", "CIFAR10_STD", "cifar_resnet", "wide_resnet", "cifar_mobilenetv2"]

@@ -1,0 +1,297 @@
+"""Weights I/O: the folder format, strict loads, pickle refusal, push to / load from a local Hub-API server."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from huggingface_hub import ModelCard
+
+import repfusion_zoo
+from repfusion_zoo.errors import ConfigError, PretrainedUnavailableError, UnsafeWeightsError, WeightsMismatchError
+from repfusion_zoo.hub import load_pretrained, load_state_dict_strict, push_to_hub, save_pretrained, update_card_metrics
+
+SMALL_ARCH = "test_resnet"  # a tiny plain timm architecture
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _small_model(num_classes: int = 10) -> torch.nn.Module:
+    torch.manual_seed(1)
+    return timm.create_model(SMALL_ARCH, num_classes=num_classes)
+
+
+def _card(**extra) -> dict:
+    return {"teacher": "google/ddpm-cifar10-32", "dataset": "cifar10", "license": "apache-2.0",
+            "recipe": "accelerate launch recipes/distill.py --config recipes/configs/x.yaml", **extra}
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
+    model = _small_model()
+    return model, save_pretrained(model, tmp_path / "model", architecture=SMALL_ARCH, model_name="tiny_repfusion_test",
+                                  metrics={"top1": 91.5}, card=_card())
+
+
+# --- the folder format ----------------------------------------------------------------------------
+def test_save_writes_timm_config_and_card(saved):
+    model, folder = saved
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["model"]  # no temp folder left beside it
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == SMALL_ARCH and config["num_classes"] == 10
+    assert config["num_features"] == model.num_features
+    assert config["pretrained_cfg"]["hf_hub_filename"] == "model.safetensors"
+    assert config["model_args"]["num_classes"] == 10
+    info = config["repfusion"]
+    assert info["name"] == "tiny_repfusion_test" and info["teacher"] == "google/ddpm-cifar10-32"
+    assert info["metrics"] == {"image-classification": {"cifar10": {"top1": 91.5}}}
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "timm" and card.data.license == "apache-2.0"
+    assert {"repfusion", "image-classification", "knowledge-distillation"} <= set(card.data.tags)
+    assert card.data.datasets == ["cifar10"] and card.data.base_model == "google/ddpm-cifar10-32"
+    (result,) = card.data.eval_results
+    assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 91.5, "cifar10")
+    assert "accelerate launch recipes/distill.py" in card.text
+
+
+def test_zoo_model_card_takes_the_zoo_entry(tmp_path):
+    name = "wrn28_2_repfusion_cifar10"
+    if name not in repfusion_zoo.list_models():
+        pytest.skip("zoo entry not registered")
+    from repfusion_zoo.zoo import zoo_info
+
+    info = zoo_info(name)["repfusion"]
+    folder = save_pretrained(repfusion_zoo.create_model(name), tmp_path / name, architecture=info["architecture"],
+                             model_name=name)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == info["architecture"]  # the plain architecture, not the zoo name
+    assert config["repfusion"]["teacher"] == info["teacher"] and config["repfusion"]["recipe"] == info["recipe"]
+    assert ModelCard.load(folder / "README.md").data.base_model == info["teacher"]
+
+
+def test_save_is_atomic_and_replaces(tmp_path, monkeypatch):
+    first = _small_model()
+    folder = save_pretrained(first, tmp_path / "m", architecture=SMALL_ARCH)
+    second = _small_model()
+    with torch.no_grad():
+        second.fc.weight.add_(1.0)
+
+    def killed(*args, **kwargs):  # the process dies while writing the weights
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(second, folder, architecture=SMALL_ARCH)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # old folder intact, no half folder
+    assert _same_weights(load_pretrained(folder).state_dict(), first.state_dict())
+
+    save_pretrained(second, folder, architecture=SMALL_ARCH)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert _same_weights(load_pretrained(folder).state_dict(), second.state_dict())
+
+
+def test_update_card_metrics(saved):
+    _, folder = saved
+    update_card_metrics(folder, {"mIoU": 0.61}, task="segmentation", dataset="celebamask-hq")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["repfusion"]["metrics"]["image-segmentation"] == {"celebamask-hq": {"mIoU": 0.61}}
+    assert config["repfusion"]["metrics"]["image-classification"] == {"cifar10": {"top1": 91.5}}
+    card = ModelCard.load(folder / "README.md")
+    assert {(r.task_type, r.metric_name, r.metric_value) for r in card.data.eval_results} == {
+        ("image-classification", "top1", 91.5), ("image-segmentation", "mIoU", 0.61)}
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_tied_weights_are_saved(tmp_path):
+    model = _small_model()
+    model.extra = torch.nn.Linear(model.fc.in_features, 10)
+    model.extra.weight = model.fc.weight  # shared storage: safetensors refuses it unless handled
+    folder = save_pretrained(model, tmp_path / "tied", architecture=SMALL_ARCH)
+    weights = safetensors.torch.load_file(folder / "model.safetensors")
+    assert torch.equal(weights["extra.weight"], weights["fc.weight"])
+
+
+# --- loading -----------------------------------------------------------------------------------
+def test_load_folder_and_single_file(saved, tmp_path):
+    model, folder = saved
+    assert _same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+    assert _same_weights(load_pretrained(folder / "model.safetensors").state_dict(), model.state_dict())
+    features = load_pretrained(folder, features_only=True).eval()
+    assert len(features(torch.randn(1, 3, 64, 64))) == len(features.feature_info)
+
+    bare = tmp_path / "bare.safetensors"  # no metadata, no config.json beside it
+    safetensors.torch.save_file(model.state_dict(), bare)
+    with pytest.raises(ConfigError, match="architecture="):
+        load_pretrained(bare)
+    loaded = load_pretrained(bare, architecture=SMALL_ARCH, num_classes=10)
+    assert _same_weights(loaded.state_dict(), model.state_dict())
+
+
+def test_unpublished_zoo_name_says_how_to_make_it():
+    name = "wrn28_2_repfusion_cifar10"
+    if name not in repfusion_zoo.list_models():
+        pytest.skip("zoo entry not registered")
+    with pytest.raises(PretrainedUnavailableError, match="recipe|accelerate launch"):
+        load_pretrained(name)
+
+
+def test_missing_unexpected_and_shape_mismatch_are_listed(saved, tmp_path):
+    model, _ = saved
+    state = dict(model.state_dict())
+    state.pop("fc.bias")
+    state["stray.weight"] = torch.zeros(1)
+    state["fc.weight"] = torch.zeros(3, model.num_features)
+    bad = tmp_path / "bad.safetensors"
+    safetensors.torch.save_file(state, bad)
+    with pytest.raises(WeightsMismatchError) as info:
+        load_pretrained(bad, architecture=SMALL_ARCH, num_classes=10)
+    message = str(info.value)
+    assert "fc.bias" in message and "stray.weight" in message and "fc.weight" in message
+    assert "bad.safetensors" in message and "missing" in message and "unexpected" in message
+
+    fresh = _small_model()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(WeightsMismatchError, match="fc.bias"):
+        load_state_dict_strict(fresh, state, "a test state dict")
+    assert _same_weights(fresh.state_dict(), before)  # nothing partially loaded
+
+
+class _Trap:
+    """Unpickling this creates a marker file: proof that no loader unpickled it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["weights.pth", "pytorch_model.bin", "weights.pt", "disguised.safetensors"])
+def test_pickle_is_refused_unopened(tmp_path, name):
+    marker = tmp_path / "unpickled"
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps({"fc.weight": _Trap(marker)}))
+    with pytest.raises(UnsafeWeightsError, match="safetensors"):
+        load_pretrained(path, architecture=SMALL_ARCH)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "pytorch_model.bin").write_bytes(path.read_bytes())
+    (folder / "config.json").write_text(json.dumps({"architecture": SMALL_ARCH, "num_classes": 10}))
+    with pytest.raises(UnsafeWeightsError):
+        load_pretrained(folder)
+    assert not marker.exists()
+
+
+# --- the Hub, through the real huggingface_hub client and a local Hub-API server -------------------
+def test_push_then_create_model_is_bit_identical(published_zoo_model, hub_server, hub_state):
+    reference = safetensors.torch.load_file(published_zoo_model.weights)
+    before = len(hub_state.requests)
+    model = repfusion_zoo.create_model(
+        published_zoo_model.name, pretrained=True,
+        pretrained_cfg_overlay=dict(hf_hub_id=published_zoo_model.hf_hub_id),
+    )
+    assert _same_weights(model.state_dict(), reference)
+    resolved = [p for m, p in hub_state.requests[before:] if "/resolve/" in p]
+    assert any(p.endswith(f"{published_zoo_model.sha}/model.safetensors") for p in resolved)
+
+    loaded = load_pretrained(f"hf-hub:{published_zoo_model.hf_hub_id}")
+    assert _same_weights(loaded.state_dict(), reference)
+
+
+def test_push_returns_pinned_commits(saved, hub_server, hub_state, capsys):
+    _, folder = saved
+    first = push_to_hub(folder, "repfusion-test/pinning")
+    update_card_metrics(folder, {"top1": 92.0}, task="classification", dataset="cifar10")
+    second = push_to_hub(folder, "repfusion-test/pinning", commit_message="new metrics")
+    assert first != second and len(second) == 40
+    assert f"repfusion-test/pinning@{second}" in capsys.readouterr().out
+    repo = hub_state.repos["repfusion-test/pinning"]
+    assert repo.branches["main"] == second
+    assert json.loads(repo.commits[first]["config.json"])["repfusion"]["metrics"]["image-classification"] == {
+        "cifar10": {"top1": 91.5}}
+    branch = push_to_hub(folder, "repfusion-test/pinning", revision="v2")
+    assert repo.branches["v2"] == branch
+
+
+def test_push_refuses_incomplete_or_pickled_folder(saved, tmp_path, hub_server):
+    _, folder = saved
+    (folder / "extra.pt").write_bytes(b"not allowed")
+    with pytest.raises(UnsafeWeightsError, match="extra.pt"):
+        push_to_hub(folder, "repfusion-test/refused")
+    with pytest.raises(ConfigError, match="save_pretrained"):
+        push_to_hub(tmp_path, "repfusion-test/refused")
+
+
+def test_plain_timm_loads_a_pushed_folder_without_this_package(hub_server, tmp_path):
+    model = _small_model(num_classes=0)
+    folder = save_pretrained(model, tmp_path / "plain", architecture=SMALL_ARCH, model_name="test_resnet_repfusion",
+                             card=_card())
+    sha = push_to_hub(folder, "repfusion-test/plain-timm")
+    out = tmp_path / "child.safetensors"
+    code = textwrap.dedent(f"""
+        import sys, timm, safetensors.torch
+        model = timm.create_model("hf-hub:repfusion-test/plain-timm@{sha}", pretrained=True)
+        assert not any(m.startswith("repfusion_zoo") for m in sys.modules), "repfusion_zoo was imported"
+        safetensors.torch.save_file(model.state_dict(), {str(out)!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _same_weights(safetensors.torch.load_file(out), model.state_dict())
+
+
+def _prefetch_cli(argv: list[str]) -> int:
+    """``repfusion-zoo prefetch ...`` as cli.py builds it (only this sub-command, so it runs alone)."""
+    import argparse
+
+    from repfusion_zoo.hub.prefetch import add_parser
+
+    parser = argparse.ArgumentParser(prog="repfusion-zoo")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def test_prefetch_command(published_zoo_model, hub_server, tmp_path, capsys):
+    main = _prefetch_cli
+
+    cache = tmp_path / "prefetched"
+    assert main(["prefetch", f"hf-hub:{published_zoo_model.hf_hub_id}", "--cache-dir", str(cache)]) == 0
+    repo_folder = cache / f"models--{published_zoo_model.repo_id.replace('/', '--')}"
+    snapshot = repo_folder / "snapshots" / published_zoo_model.sha
+    assert (snapshot / "config.json").is_file() and (snapshot / "model.safetensors").is_file()
+
+    unpublished = published_zoo_model.name
+    assert main(["prefetch", unpublished, "not_a_model_xyz", "--cache-dir", str(cache)]) == 1
+    err = capsys.readouterr().err
+    assert f"{unpublished}" in err and "accelerate launch" in err  # says how to produce it
+    assert "not_a_model_xyz" in err
+
+
+def test_new_num_classes_replaces_only_the_classifier(saved, tmp_path):
+    model, folder = saved
+    loaded = load_pretrained(folder, num_classes=3)
+    assert loaded.num_classes == 3
+    body = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in body.items())
+
+    state = dict(model.state_dict())
+    state.pop("conv1.0.weight")  # with a new head timm loads non-strictly: this must still be caught
+    bad = tmp_path / "bad.safetensors"
+    safetensors.torch.save_file(state, bad)
+    with pytest.raises(WeightsMismatchError, match="conv1.0.weight"):
+        load_pretrained(bad, architecture=SMALL_ARCH, num_classes=3)
