@@ -10,6 +10,7 @@ from typing import Sequence
 COMMANDS: dict[str, str] = {
     "probe": "repfusion_zoo.probe",
     "prefetch": "repfusion_zoo.hub.prefetch",
+    "models": "repfusion_zoo.zoo",
 }
 
 

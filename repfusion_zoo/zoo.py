@@ -214,6 +214,18 @@ def _check_local_file(name: str, cfg: PretrainedCfg) -> None:
         )
 
 
+def _build_strict(build: Any, cfg: PretrainedCfg, **kwargs: Any) -> nn.Module:
+    """Build with weights, every key checked: timm loads non-strictly when ``num_classes`` differs
+    from the weight's, so load at the weight's ``num_classes`` (strict) and then reset the head."""
+    wanted = kwargs.get("num_classes")
+    if wanted is None or wanted == cfg.num_classes or kwargs.get("features_only"):
+        return build(pretrained=True, pretrained_cfg=cfg, **kwargs)
+    model = build(pretrained=True, pretrained_cfg=cfg, **{**kwargs, "num_classes": cfg.num_classes})
+    model.reset_classifier(wanted)
+    model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": wanted}
+    return model
+
+
 def _create_zoo_model(
     name: str,
     pretrained: bool = False,
@@ -243,7 +255,7 @@ def _create_zoo_model(
 
     def load() -> nn.Module:
         try:
-            return build(pretrained=True, pretrained_cfg=cfg, **kwargs)
+            return _build_strict(build, cfg, **kwargs)
         except RuntimeError as error:
             if "Error(s) in loading state_dict" not in str(error):
                 raise

@@ -159,6 +159,9 @@ def test_pretrained_from_a_local_safetensors_file(tmp_path: Path, no_network: li
     with pytest.raises(WeightsMismatchError, match="Missing key"):
         create_model("wrn28_2_repfusion_cifar10", pretrained=True,
                      pretrained_cfg_overlay=dict(file=str(tmp_path / "partial.safetensors")))
+    with pytest.raises(WeightsMismatchError, match="Missing key"):  # a new head must not relax the check
+        create_model("wrn28_2_repfusion_cifar10", pretrained=True, num_classes=10,
+                     pretrained_cfg_overlay=dict(file=str(tmp_path / "partial.safetensors")))
     assert no_network == []
 
 
