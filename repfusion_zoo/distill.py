@@ -1,0 +1,257 @@
+"""RepFusion: teacher + time-step strategy + decoder g + distillation loss -> named losses for a batch.
+
+One training step of RepFusion (paper, Section 4 and Figure 5), for any training loop::
+
+    rf = RepFusion(teacher, build_strategy("reinforce", in_chans=3), build_decoder("linear", 256, 10),
+                   build_distill_loss("hint", student_channels=512, teacher_channels=256))
+    optimizer = torch.optim.SGD([*student.parameters(), *rf.trainable_parameters()], lr=0.1)
+    out = rf(rf.teacher_input(images01), labels, student.forward_features(student_input), progress)
+    out.losses["total"].backward()
+
+The student is not inside RepFusion: the caller runs it and passes its feature map. Under DDP,
+wrap the student and the RepFusion object each in its own DistributedDataParallel (every trainable
+parameter of RepFusion is used in every step). ``build_repfusion(teacher, student_channels=...,
+num_classes=...)`` builds the parts by name, sized from the teacher.
+
+Supervised-teacher KD (the comparison rows of Tables 4/5): a ``SupervisedTeacher``
+(``expects == "normalized"``), ``FixedTimestep(0)`` and ``decoder=None``; ``teacher_input``
+then normalises with the teacher's mean/std and the losses are ``distill`` and ``total`` only.
+
+Gradients reach only where they belong (tests/test_distill.py checks each):
+- the student (and the loss's connector) only from ``distill``;
+- the policy only from ``policy`` + ``entropy`` (its input image is detached; the reward is detached);
+- the decoder g only from ``decoder`` (it sees the detached teacher feature);
+- the teacher never (run under ``torch.no_grad``; its parameters are frozen).
+
+The teacher is **not a registered submodule**: it is absent from ``parameters()``,
+``state_dict()`` (teacher weights are large and published elsewhere; a RepFusion checkpoint holds
+only strategy, decoder and connector) and from DDP's parameter sync. ``.to()`` / ``.cuda()`` /
+``.half()`` still move it (``_apply`` is forwarded to it), and it stays in eval mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from repfusion_zoo.decoders import build_decoder, decoder_task_loss
+from repfusion_zoo.errors import ConfigError, InputError, ShapeMismatchError
+from repfusion_zoo.losses import build_distill_loss
+from repfusion_zoo.timesteps import ReinforcePolicy, build_strategy
+
+__all__ = ["RepFusion", "RepFusionOutput", "build_repfusion"]
+
+
+@dataclass
+class RepFusionOutput:
+    """What one RepFusion step returns.
+
+    losses: named scalars. Always ``distill`` and ``total``; ``decoder`` when there is a decoder g;
+        ``policy`` and ``entropy`` when the strategy learns (``total`` is their sum).
+    t: ``LongTensor[B]``, the time step each sample was distilled at.
+    teacher_feature: ``[B, Ct, ht, wt]``, the teacher's feature (no grad).
+    reward: ``[B]`` = -per-sample task loss of g (detached), or None without a decoder.
+    policy_entropy: mean entropy of pi(t | x) over the batch (detached scalar, for logging; the
+        ``entropy`` loss is -lambda_H times it and reaches 0 when lambda_H decays), or None.
+    """
+
+    losses: dict[str, torch.Tensor]
+    t: torch.Tensor
+    teacher_feature: torch.Tensor
+    reward: torch.Tensor | None = None
+    policy_entropy: torch.Tensor | None = None
+
+
+def _teacher_expects(teacher: nn.Module) -> str:
+    """``"minus_one_one"`` (diffusion teachers) or ``"normalized"`` (supervised CNN teachers)."""
+    return str(getattr(teacher, "expects", "minus_one_one"))
+
+
+class RepFusion(nn.Module):
+    """The RepFusion distillation objective for one batch.
+
+    Args:
+        teacher: a frozen feature teacher: ``teacher(x, t, class_labels=None) -> [B, Ct, ht, wt]``
+            (:class:`repfusion_zoo.teachers.DiffusionTeacher`, or a ``SupervisedTeacher`` whose
+            ``expects == "normalized"`` and which ignores ``t``).
+        strategy: ``ReinforcePolicy`` / ``FixedTimestep`` / ``UniformTimestep`` (repfusion_zoo.timesteps).
+        decoder: decoder g on the teacher feature (repfusion_zoo.decoders), or None: plain feature
+            KD with no reward (the supervised-teacher rows of Tables 4/5); a learned policy needs one.
+        distill_loss: ``loss(student_feature, teacher_feature) -> scalar`` (repfusion_zoo.losses).
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        strategy: nn.Module,
+        decoder: nn.Module | None,
+        distill_loss: nn.Module,
+    ) -> None:
+        super().__init__()
+        if isinstance(strategy, ReinforcePolicy) and decoder is None:
+            raise ConfigError(
+                "a ReinforcePolicy learns from the reward of decoder g; give RepFusion a decoder "
+                "(build_decoder('linear', teacher_channels, num_classes)) or use a 'fixed'/'random' strategy."
+            )
+        if isinstance(strategy, ReinforcePolicy) and _teacher_expects(teacher) == "normalized":
+            raise ConfigError(
+                "a supervised teacher ignores the time step, so a ReinforcePolicy has nothing to choose; "
+                "use build_strategy('fixed', t=0) with a SupervisedTeacher."
+            )
+        teacher.requires_grad_(False)
+        teacher.eval()
+        object.__setattr__(self, "_teacher", teacher)  # not registered: see the module docstring
+        self.strategy = strategy
+        self.decoder = decoder
+        self.distill_loss = distill_loss
+
+    # ------------------------------------------------------------------ the teacher
+    @property
+    def teacher(self) -> nn.Module:
+        return self._teacher
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> RepFusion:
+        """``.to()`` / ``.cuda()`` / ``.float()`` also reach the (unregistered) teacher."""
+        super()._apply(fn, recurse)
+        self._teacher._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True) -> RepFusion:
+        """Strategy, decoder and loss follow ``mode``; the teacher stays in eval."""
+        super().train(mode)
+        self._teacher.eval()
+        return self
+
+    def teacher_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Dataset images ``[B, C, H, W]`` in [0, 1] -> what the teacher expects.
+
+        Diffusion teacher: ``x * 2 - 1`` (never ImageNet normalisation). Supervised teacher
+        (``expects == "normalized"``): its own ``normalize(x)``, or ``(x - mean) / std`` from its
+        ``mean`` / ``std`` (or ``pretrained_cfg``).
+        """
+        if _teacher_expects(self.teacher) != "normalized":
+            return images * 2.0 - 1.0
+        normalize = getattr(self.teacher, "normalize", None)
+        if callable(normalize):
+            return normalize(images)
+        mean, std = getattr(self.teacher, "mean", None), getattr(self.teacher, "std", None)
+        if mean is None or std is None:
+            cfg = getattr(getattr(self.teacher, "model", None), "pretrained_cfg", None) or {}
+            mean, std = cfg.get("mean"), cfg.get("std")
+        if mean is None or std is None:
+            raise ConfigError(
+                "the supervised teacher declares expects='normalized' but has no normalize(), mean/std or "
+                "pretrained_cfg; normalise the images yourself and pass them to RepFusion.forward."
+            )
+        mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (images - mean_t) / std_t
+
+    # ------------------------------------------------------------------ parameters
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of strategy, decoder and loss connector that require grad (give these to the optimiser
+        beside the student's)."""
+        for module in (self.strategy, self.decoder, self.distill_loss):
+            if module is not None:
+                yield from (p for p in module.parameters() if p.requires_grad)
+
+    # ------------------------------------------------------------------ the step
+    def _teacher_feature(self, images: torch.Tensor, t: torch.Tensor, labels: Any) -> torch.Tensor:
+        kwargs: dict[str, Any] = {}
+        if getattr(self.teacher, "class_conditional", False):
+            # dataset labels; the teacher maps them through its explicit class_map
+            kwargs["class_labels"] = labels
+        with torch.no_grad():
+            return self.teacher(images, t, **kwargs).detach()
+
+    def _check_decoder_input(self, teacher_feature: torch.Tensor) -> None:
+        expected = getattr(self.decoder, "in_channels", None)
+        if expected is not None and teacher_feature.shape[1] != expected:
+            raise ShapeMismatchError(
+                f"decoder g was built for {expected} input channels but the teacher feature is "
+                f"{tuple(teacher_feature.shape)}; build it with build_decoder(kind, teacher.feature_channels, num_classes)."
+            )
+
+    def forward(
+        self,
+        teacher_images: torch.Tensor,
+        labels: Any,
+        student_feature: torch.Tensor,
+        progress: float = 0.0,
+    ) -> RepFusionOutput:
+        """One RepFusion step.
+
+        Args:
+            teacher_images: ``[B, C, H, W]`` as the teacher expects them: [-1, 1] for a diffusion
+                teacher, normalised for a supervised one (``self.teacher_input(images01)`` builds
+                either). The time-step policy sees the same (detached) tensor.
+            labels: what decoder g is trained on: ``LongTensor[B]`` classes, ``LongTensor[B, H, W]``
+                segmentation (255 = ignore), or a dict with ``heatmaps``; may be None without a decoder.
+            student_feature: the student's feature map ``[B, Cs, hs, ws]`` (with grad).
+            progress: fraction of training done, in [0, 1] (drives the lambda_H decay).
+        """
+        if not 0.0 <= float(progress) <= 1.0:
+            raise InputError(f"progress={progress} must be the fraction of training done, in [0, 1].")
+        if teacher_images.shape[0] != student_feature.shape[0]:
+            raise InputError(
+                f"teacher images {tuple(teacher_images.shape)} and student feature {tuple(student_feature.shape)} "
+                "have different batch sizes; pass the same batch to both."
+            )
+        sample = self.strategy.sample(teacher_images.detach())
+        teacher_feature = self._teacher_feature(teacher_images, sample.t, labels)
+        losses: dict[str, torch.Tensor] = {}
+        reward = None
+        if self.decoder is not None:
+            if labels is None:
+                raise InputError("RepFusion has a decoder g, so it needs labels for its task loss; got labels=None.")
+            self._check_decoder_input(teacher_feature)
+            per_sample = decoder_task_loss(self.decoder(teacher_feature), labels)  # [B]
+            losses["decoder"] = per_sample.mean()
+            reward = -per_sample.detach()
+            losses.update(self.strategy.loss(sample, reward, float(progress)))
+        losses["distill"] = self.distill_loss(student_feature, teacher_feature)
+        losses["total"] = sum(losses.values())
+        entropy = None if sample.entropy is None else sample.entropy.detach().mean()
+        return RepFusionOutput(
+            losses=losses, t=sample.t, teacher_feature=teacher_feature, reward=reward, policy_entropy=entropy
+        )
+
+    def extra_repr(self) -> str:
+        return f"(teacher): {type(self.teacher).__name__} (frozen, not in state_dict)"
+
+
+def build_repfusion(
+    teacher: nn.Module,
+    *,
+    student_channels: int,
+    num_classes: int | None,
+    strategy: str = "reinforce",
+    decoder: str | None = "linear",
+    loss: str = "hint",
+    strategy_kwargs: dict[str, Any] | None = None,
+    decoder_kwargs: dict[str, Any] | None = None,
+    loss_kwargs: dict[str, Any] | None = None,
+) -> RepFusion:
+    """A :class:`RepFusion` from names, sized from the teacher.
+
+    Reads ``teacher.feature_channels`` (decoder and loss input), ``teacher.in_channels`` (policy
+    input) and ``teacher.num_train_timesteps`` (the action range). ``decoder=None`` (or
+    ``num_classes=None``) gives plain feature KD without a reward.
+    """
+    teacher_channels = int(teacher.feature_channels)
+    strategy_kw = {
+        "in_chans": int(getattr(teacher, "in_channels", 3)),
+        "num_train_timesteps": int(getattr(teacher, "num_train_timesteps", 1000)),
+        **(strategy_kwargs or {}),
+    }
+    g = None
+    if decoder is not None and num_classes is not None:
+        g = build_decoder(decoder, teacher_channels, num_classes, **(decoder_kwargs or {}))
+    return RepFusion(
+        teacher,
+        build_strategy(strategy, **strategy_kw),
+        g,
+        build_distill_loss(loss, student_channels, teacher_channels, **(loss_kwargs or {})),
+    )
