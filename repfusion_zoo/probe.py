@@ -1,0 +1,201 @@
+"""Feature quality of a teacher over time steps (the paper's Section 3.2, Figure 2).
+
+For each t: the teacher's features of a labelled image set, global-average-pooled to
+``[N, C]`` and centred, give
+- ``singular_values``: the singular values of the centred ``[N, C]`` matrix divided by
+  ``sqrt(N)`` (the standard deviations along the principal directions), largest first;
+- ``effective_rank``: Roy & Vetterli (2007), ``exp(H(p))`` with ``p = s / sum(s)``, between 1
+  and ``min(N, C)``;
+- ``linear_probe_accuracy``: scikit-learn ``LogisticRegression`` on standardised pooled
+  features, trained on a seeded stratified split and scored on the held-out part.
+
+``repfusion-zoo probe --teacher PATH_OR_ID --data SPEC --timesteps 0,10,100 --out DIR`` writes
+``probe.json`` and ``probe.png`` into ``DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InputError
+
+__all__ = ["probe_timesteps", "pooled_features", "spectrum", "linear_probe_accuracy", "write_probe", "add_parser"]
+
+
+@torch.no_grad()
+def pooled_features(
+    teacher: nn.Module, images: torch.Tensor, t: int, *, batch_size: int = 64, class_labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``images [N, C, H, W]`` (what the teacher expects) at time step ``t`` -> pooled features ``[N, C']``."""
+    device = next((p.device for p in teacher.parameters()), torch.device("cpu"))
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        steps = torch.full((len(x),), int(t), dtype=torch.long, device=device)
+        labels = None if class_labels is None else class_labels[start : start + batch_size].to(device)
+        feature = teacher(x, steps, labels)
+        chunks.append(feature.float().mean(dim=(-2, -1)).cpu() if feature.dim() == 4 else feature.float().cpu())
+    return torch.cat(chunks)
+
+
+def spectrum(features: torch.Tensor) -> tuple[list[float], float]:
+    """``features [N, C]`` -> (singular values of the centred matrix / sqrt(N), effective rank)."""
+    centred = features.double() - features.double().mean(dim=0, keepdim=True)
+    values = torch.linalg.svdvals(centred) / math.sqrt(max(len(features), 1))
+    total = float(values.sum())
+    if total <= 0:
+        return values.tolist(), 1.0
+    p = values / total
+    p = p[p > 0]
+    return values.tolist(), float(torch.exp(-(p * p.log()).sum()))
+
+
+def linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, *, test_fraction: float = 0.3, seed: int = 0) -> float:
+    """Held-out accuracy of a logistic-regression probe on ``features [N, C]`` (seeded stratified split)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = features.double().numpy(), labels.numpy()
+    counts = torch.bincount(labels - labels.min())
+    stratify = y if int(counts[counts > 0].min()) >= 2 else None
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=stratify)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(x_train, y_train)
+    return float(probe.score(x_test, y_test))
+
+
+def probe_timesteps(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    timesteps: Sequence[int],
+    *,
+    batch_size: int = 64,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    class_labels: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """Per t in ``timesteps``: singular values, effective rank and linear-probe accuracy.
+
+    ``images [N, C, H, W]`` are what the teacher expects ([-1, 1] for a diffusion teacher),
+    ``labels LongTensor[N]`` the classes the probe predicts. ``class_labels`` is passed to a
+    class-conditional teacher (mind that conditioning on the probed label leaks it).
+    """
+    labels = torch.as_tensor(labels).long()
+    if images.dim() != 4 or len(images) != len(labels):
+        raise InputError(f"probe needs images [N, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if len(labels.unique()) < 2:
+        raise InputError("the linear probe needs at least 2 classes among the labels")
+    rows = []
+    for t in timesteps:
+        features = pooled_features(teacher, images, int(t), batch_size=batch_size, class_labels=class_labels)
+        values, rank = spectrum(features)
+        accuracy = linear_probe_accuracy(features, labels, test_fraction=test_fraction, seed=seed)
+        rows.append({"t": int(t), "effective_rank": rank, "linear_probe_accuracy": accuracy, "singular_values": values})
+    return {
+        "num_samples": len(labels),
+        "num_classes": int(len(labels.unique())),
+        "feature_dim": int(features.shape[1]),
+        "layer": getattr(teacher, "layer", None),
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "singular_values_note": "of the centred, globally average-pooled [N, C] features, divided by sqrt(N)",
+        "results": rows,
+    }
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["results"]
+    steps = [row["t"] for row in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for row in rows:
+        values = [v for v in row["singular_values"] if v > 0]
+        axes[0].semilogy(range(1, len(values) + 1), values, label=f"t={row['t']}")
+    axes[0].set(title="singular values (pooled, centred)", xlabel="index")
+    axes[0].legend(fontsize="small")
+    axes[1].plot(steps, [row["effective_rank"] for row in rows], marker="o")
+    axes[1].set(title="effective rank", xlabel="t")
+    axes[2].plot(steps, [100 * row["linear_probe_accuracy"] for row in rows], marker="o")
+    axes[2].set(title="linear-probe accuracy (%)", xlabel="t")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_probe(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """``probe.json`` and ``probe.png`` in ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / "probe.json", out_dir / "probe.png"
+    json_path.write_text(json.dumps(result, indent=2))
+    _plot(result, png_path)
+    return json_path, png_path
+
+
+# ---------------------------------------------------------------------------- console
+def _timesteps(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--timesteps takes comma-separated integers, e.g. 0,10,100; got {text!r}") from None
+
+
+def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from .data import build_dataset
+
+    height = teacher.sample_size[0]
+    dataset = build_dataset(spec, split=split, image_size=height, in_chans=teacher.in_channels)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    items = [dataset[int(i)] for i in order]
+    images = torch.stack([item["image"] for item in items])
+    labels = torch.tensor([int(item["label"]) for item in items])
+    return images * 2 - 1, labels
+
+
+def run(args: argparse.Namespace) -> int:
+    """`repfusion-zoo probe`: teacher + data -> probe.json, probe.png."""
+    from .teachers import DiffusionTeacher
+
+    teacher = DiffusionTeacher(args.teacher, layer=args.layer, noise=args.noise)
+    images, labels = _load_images(args.data, teacher, args.split, args.num_samples, args.seed)
+    result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed)
+    result.update(teacher=str(args.teacher), data=args.data, split=args.split)
+    json_path, png_path = write_probe(result, args.out)
+    for row in result["results"]:
+        print(f"t={row['t']:5d}  effective rank {row['effective_rank']:8.2f}  linear probe {100 * row['linear_probe_accuracy']:6.2f}%")
+    print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "probe",
+        help="feature quality of a diffusion teacher over time steps (singular values, effective rank, linear probe)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--teacher", required=True, help="diffusers UNet2DModel: local folder (pipeline or UNet folder) or Hub id")
+    parser.add_argument("--data", required=True, help="dataset spec: 'digits', an image folder path, 'imagefolder:<path>' or 'hf:<id>'")
+    parser.add_argument("--timesteps", required=True, type=_timesteps, help="comma-separated time steps, e.g. 0,10,100,500")
+    parser.add_argument("--out", required=True, help="output folder for probe.json and probe.png")
+    parser.add_argument("--num-samples", type=int, default=500, help="images probed (default 500)")
+    parser.add_argument("--split", default="test", help="dataset split (default test)")
+    parser.add_argument("--layer", default="mid", help="teacher layer: mid, mid_resnet2_conv2 or down.{i} (default mid)")
+    parser.add_argument("--noise", action="store_true", help="feed x_t (noised with the model's scheduler) instead of the clean image")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the sample choice and the probe's train/test split")
+    parser.set_defaults(func=run)
+    return parser

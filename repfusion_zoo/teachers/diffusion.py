@@ -1,0 +1,387 @@
+"""DiffusionTeacher: a frozen diffusers `UNet2DModel` run encoder-only up to a named layer.
+
+The teacher runs ``conv_in``, the time (and class) embedding, the down blocks and (for the
+mid-block layers) the mid block, mirroring the first half of `UNet2DModel.forward`; the up
+path and ``conv_out`` are never run.
+
+Layers:
+- ``"mid"`` (default): the mid-block output ``[B, C_last, H / 2**n, W / 2**n]``.
+- ``"mid_resnet2_conv2"``: the authors' layer, the second mid-block resnet's ``conv2`` output
+  before its residual add (and before ``output_scale_factor``).
+- ``"down.{i}"``: the output of down block ``i`` (after its down-sampler, if any).
+
+Input: images in [-1, 1] (``x * 2 - 1`` on [0, 1] images; never ImageNet normalisation), one
+integer time step per sample in ``[0, num_train_timesteps)``. Clean input (the paper's
+z(t) = s(x, t)) is the default; ``noise=True`` feeds ``x_t`` from the model's own scheduler.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, InputError, NoNetworkError, TeacherNotFoundError, UnsafeWeightsError
+
+__all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
+
+#: the named layers besides ``down.{i}``
+LAYERS = ("mid", "mid_resnet2_conv2")
+_DOWN_LAYER = re.compile(r"^down\.(\d+)$")
+_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+# ---------------------------------------------------------------------------- loading
+def _is_unet_folder(folder: Path) -> bool:
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("_class_name", "UNet2DModel") == "UNet2DModel"
+    except json.JSONDecodeError:
+        return False
+
+
+def _unet_folder(root: Path) -> Path:
+    """The folder holding the UNet's config.json: ``root/unet`` (pipeline) or ``root`` (bare / legacy)."""
+    if _is_unet_folder(root / "unet"):
+        return root / "unet"
+    if _is_unet_folder(root):
+        return root
+    raise TeacherNotFoundError(
+        f"no diffusers UNet2DModel in {root}: expected either a pipeline folder "
+        f"(model_index.json + unet/config.json + unet/{_WEIGHTS}, as DDPMPipeline.save_pretrained "
+        f"writes) or a UNet folder (config.json with _class_name UNet2DModel + {_WEIGHTS})"
+    )
+
+
+def _check_weights(unet_dir: Path) -> None:
+    if (unet_dir / _WEIGHTS).is_file():
+        return
+    pickles = sorted(p.name for p in unet_dir.glob("*.bin")) + sorted(p.name for p in unet_dir.glob("*.pt*"))
+    if pickles:
+        raise UnsafeWeightsError(
+            f"{unet_dir} holds only pickled weights ({', '.join(pickles)}); repfusion-zoo reads only "
+            f"safetensors. Convert once where you trust the file: "
+            f"UNet2DModel.from_pretrained(folder, use_safetensors=False).save_pretrained(folder)"
+        )
+    raise TeacherNotFoundError(f"{unet_dir} has config.json but no {_WEIGHTS}: expected the UNet's weights there")
+
+
+def _scheduler_from(root: Path, unet_dir: Path):
+    """The model's own DDPMScheduler: ``root/scheduler/`` or ``scheduler_config.json`` beside the UNet; else None."""
+    from diffusers import DDPMScheduler
+
+    for folder in (root / "scheduler", root, unet_dir):
+        if (folder / "scheduler_config.json").is_file():
+            return DDPMScheduler.from_pretrained(folder)
+    return None
+
+
+def _download(source: str) -> Path:
+    """A Hub repo's (``org/name[@revision]``) UNet + scheduler files in the local cache.
+
+    Fails fast without network (`repfusion_zoo.hub.network.guarded_pretrained_load`) and falls
+    back to the cache; ``HF_HUB_OFFLINE=1`` with a filled cache makes no request.
+    """
+    from huggingface_hub import snapshot_download
+
+    from ..hub.network import forced_offline, guarded_pretrained_load, split_hub_id
+
+    repo_id, revision = split_hub_id(source)
+    patterns = ["*.json", _WEIGHTS, f"unet/{_WEIGHTS}"]
+
+    def fetch() -> str:
+        return snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
+
+    try:
+        return Path(guarded_pretrained_load(repo_id, source, fetch, filename="config.json"))
+    except NoNetworkError as error:
+        try:  # a pipeline repo has no root config.json: the cache may still hold it
+            with forced_offline():
+                return Path(fetch())
+        except Exception:
+            pass
+        raise NoNetworkError(
+            f"cannot fetch the diffusion teacher {source!r} from the Hugging Face Hub and it is not in the cache. "
+            f"Ways out: a local folder (pipeline folder with unet/ + scheduler/, or a UNet folder with config.json + "
+            f"{_WEIGHTS}); or fill the cache where there is network and set HF_HUB_OFFLINE=1. ({error})"
+        ) from error
+
+
+def load_unet(source: str | Path):
+    """(UNet2DModel, DDPMScheduler | None) from a local folder or a Hub id ``org/name``."""
+    from diffusers import UNet2DModel
+
+    path = Path(source).expanduser()
+    if path.exists():
+        root = path
+    elif isinstance(source, str) and re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w./-]+)?", source.removeprefix("hf-hub:")):
+        root = _download(source.removeprefix("hf-hub:"))
+    else:
+        raise TeacherNotFoundError(
+            f"diffusion teacher {str(source)!r} is neither an existing folder nor a Hub id 'org/name'"
+        )
+    if not root.is_dir():
+        raise TeacherNotFoundError(f"diffusion teacher {root} is a file; expected a folder (pipeline or UNet folder)")
+    unet_dir = _unet_folder(root)
+    _check_weights(unet_dir)
+    unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True)
+    return unet, _scheduler_from(root, unet_dir)
+
+
+# ---------------------------------------------------------------------------- the teacher
+def _as_class_map(class_map: torch.Tensor | Mapping[int, int] | None) -> torch.Tensor | None:
+    """A LongTensor[num_dataset_classes]: dataset label -> model class id (-1 = unmapped)."""
+    if class_map is None:
+        return None
+    if isinstance(class_map, Mapping):
+        table = torch.full((max(int(k) for k in class_map) + 1,), -1, dtype=torch.long)
+        for label, model_id in class_map.items():
+            table[int(label)] = int(model_id)
+        return table
+    table = torch.as_tensor(class_map)
+    if table.dim() != 1 or table.dtype.is_floating_point:
+        raise ConfigError(f"class_map must be a 1-D integer tensor (dataset label -> model class id), got {tuple(table.shape)} {table.dtype}")
+    return table.long()
+
+
+class DiffusionTeacher(nn.Module):
+    """A frozen diffusers UNet2DModel, run only up to ``layer``.
+
+    Args:
+        unet: a `UNet2DModel`, a local folder (pipeline folder with ``unet/``, bare UNet folder,
+            or the legacy ``google/ddpm-*`` layout with the UNet config at the root), or a Hub id.
+        layer: ``"mid"``, ``"mid_resnet2_conv2"`` or ``"down.{i}"``.
+        noise: feed ``x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps`` instead of the clean image.
+        scheduler: the DDPMScheduler for ``noise`` (default: the folder's own, else the default
+            ``DDPMScheduler(num_train_timesteps=...)``).
+        class_map: for class-conditional UNets only: dataset label -> model class id
+            (LongTensor or Mapping). Never pass dataset labels unmapped: the authors fed
+            Tiny-ImageNet's 0..199 as ImageNet ids, which name other classes.
+
+    Forward: ``x [B, C, H, W]`` in [-1, 1], ``t LongTensor[B]`` in ``[0, T)``,
+    ``class_labels LongTensor[B]`` (dataset labels; ignored by unconditional teachers)
+    -> feature ``[B, C', h, w]``. Runs under ``torch.no_grad``: the teacher never gets gradients.
+    """
+
+    expects = "minus_one_one"
+
+    def __init__(
+        self,
+        unet: Any,
+        *,
+        layer: str = "mid",
+        noise: bool = False,
+        scheduler: Any = None,
+        class_map: torch.Tensor | Mapping[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        own_scheduler = None
+        if isinstance(unet, (str, Path)):
+            unet, own_scheduler = load_unet(unet)
+        if not isinstance(unet, UNet2DModel):
+            raise ConfigError(f"DiffusionTeacher wraps a diffusers UNet2DModel (or its folder / Hub id), got {type(unet).__name__}")
+        if unet.config.time_embedding_type == "fourier":
+            raise ConfigError("DiffusionTeacher takes DDPM-style UNets (positional/learned time embedding), not Fourier (score-SDE) ones")
+        self.unet = unet
+        self.layer = self._check_layer(layer)
+        self.noise = bool(noise)
+        self.scheduler = scheduler or own_scheduler or DDPMScheduler(
+            num_train_timesteps=unet.config.num_train_timesteps or 1000
+        )
+        table = _as_class_map(class_map)
+        if table is not None and not self.class_conditional:
+            raise ConfigError("class_map was given but the UNet is unconditional (no num_class_embeds / class_embed_type)")
+        num_classes = unet.config.num_class_embeds
+        if table is not None and num_classes and int(table.max()) >= num_classes:
+            raise ConfigError(f"class_map names model class {int(table.max())} but the UNet has {num_classes} classes")
+        self.register_buffer("class_map", table, persistent=False)
+        self.unet.requires_grad_(False)
+        super().train(False)
+
+    # -------------------------------------------------------------- properties
+    @property
+    def class_conditional(self) -> bool:
+        return self.unet.class_embedding is not None
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def sample_size(self) -> tuple[int, int]:
+        size = self.unet.config.sample_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def num_downsamples(self) -> int:
+        """How many times the encoder halves the image (every down block but the last)."""
+        return len(self.unet.down_blocks) - 1
+
+    @property
+    def feature_channels(self) -> int:
+        if self.layer == "mid":
+            return int(self.unet.config.block_out_channels[-1])
+        if self.layer == "mid_resnet2_conv2":
+            return int(self.unet.mid_block.resnets[1].conv2.out_channels)
+        return int(self.unet.config.block_out_channels[self._down_index])
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(C', h, w) of the feature at ``sample_size``."""
+        halvings = self.num_downsamples if self._down_index is None else min(self._down_index + 1, self.num_downsamples)
+        h, w = self.sample_size
+        return (self.feature_channels, h // 2**halvings, w // 2**halvings)
+
+    @property
+    def _down_index(self) -> int | None:
+        match = _DOWN_LAYER.match(self.layer)
+        return int(match.group(1)) if match else None
+
+    def _check_layer(self, layer: str) -> str:
+        match = _DOWN_LAYER.match(layer)
+        if match and int(match.group(1)) < len(self.unet.down_blocks):
+            return layer
+        if layer == "mid" and self.unet.mid_block is not None:
+            return layer
+        if layer == "mid_resnet2_conv2":
+            resnets = getattr(self.unet.mid_block, "resnets", [])
+            if len(resnets) >= 2 and hasattr(resnets[1], "conv2") and hasattr(resnets[1], "time_embedding_norm"):
+                return layer
+        names = [*LAYERS, *(f"down.{i}" for i in range(len(self.unet.down_blocks)))]
+        raise ConfigError(f"layer {layer!r} does not exist in this UNet; choose one of {names}")
+
+    def train(self, mode: bool = True) -> DiffusionTeacher:
+        """Always eval: the teacher is frozen (dropout off)."""
+        return super().train(False)
+
+    # -------------------------------------------------------------- checks
+    def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.dim() != 4:
+            raise InputError(f"teacher input must be a [B, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
+        if x.shape[1] != self.in_channels:
+            raise InputError(
+                f"teacher takes {self.in_channels}-channel images, got {x.shape[1]} channels (shape {tuple(x.shape)}); "
+                f"convert the images (e.g. replicate grey to RGB) before the teacher"
+            )
+        step = 2**self.num_downsamples
+        height, width = x.shape[-2:]
+        if height % step or width % step:
+            raise InputError(
+                f"image size {height}x{width} cannot pass this UNet's {self.num_downsamples} down-samplings: "
+                f"height and width must be multiples of {step} (trained at {self.sample_size}); resize the images"
+            )
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if high > 1.5 or low < -1.5:
+            hint = (
+                "looks like 0..255 pixels; use x / 127.5 - 1"
+                if high > 3.0
+                else "looks ImageNet-normalised (mean/std); the teacher wants x * 2 - 1 on [0, 1] images"
+            )
+            raise InputError(f"teacher input must be in [-1, 1], got values in [{low:.3g}, {high:.3g}]: {hint}")
+        t = torch.as_tensor(t, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],) or t.dtype.is_floating_point:
+            raise InputError(f"t must be an integer tensor of shape [B]=[{x.shape[0]}], got {tuple(t.shape)} {t.dtype}")
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps):
+            raise InputError(
+                f"time steps must be in [0, {self.num_train_timesteps}), got min {int(t.min())} max {int(t.max())}"
+            )
+        return t.long()
+
+    def _class_ids(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if not self.class_conditional:
+            return None  # unconditional teacher: dataset labels play no part
+        if self.class_map is None:
+            raise InputError(
+                "this teacher is class-conditional: give DiffusionTeacher a class_map (dataset label -> model class id), "
+                "e.g. repfusion_zoo.teachers.tinyimagenet_class_map(wnids) for Tiny-ImageNet on the ImageNet ADM. "
+                "Dataset label ids are not the model's class ids (the authors' bug: Tiny-ImageNet 0..199 fed as ImageNet ids)"
+            )
+        if class_labels is None:
+            raise InputError("this teacher is class-conditional: pass class_labels (dataset labels, LongTensor[B])")
+        labels = torch.as_tensor(class_labels, device=self.class_map.device).long()
+        if labels.shape != (batch,):
+            raise InputError(f"class_labels must have shape [B]=[{batch}], got {tuple(labels.shape)}")
+        if int(labels.min()) < 0 or int(labels.max()) >= len(self.class_map):
+            raise InputError(f"class label {int(labels.max())} is outside the class_map (covers 0..{len(self.class_map) - 1})")
+        ids = self.class_map[labels]
+        if int(ids.min()) < 0:
+            raise InputError(f"dataset labels {labels[ids < 0].unique().tolist()} have no entry in the class_map")
+        return ids
+
+    # -------------------------------------------------------------- forward
+    def add_noise(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps with the model's own scheduler; ``[B, C, H, W]``."""
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return self.scheduler.add_noise(x, eps, t)
+
+    def _embedding(self, t: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
+        """Time (+ class) embedding ``[B, D]``, as UNet2DModel.forward computes it."""
+        unet = self.unet
+        emb = unet.time_embedding(unet.time_proj(t).to(dtype=unet.dtype))
+        if class_ids is not None:
+            if unet.config.class_embed_type == "timestep":
+                class_ids = unet.time_proj(class_ids)
+            emb = emb + unet.class_embedding(class_ids).to(dtype=unet.dtype)
+        return emb
+
+    @staticmethod
+    def _resnet_until_conv2(resnet: nn.Module, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """A diffusers ResnetBlock2D run up to its conv2 output, before the residual add."""
+        h = resnet.nonlinearity(resnet.norm1(x))
+        h = resnet.conv1(h)
+        temb = emb if resnet.skip_time_act else resnet.nonlinearity(emb)
+        temb = resnet.time_emb_proj(temb)[:, :, None, None] if resnet.time_emb_proj is not None else None
+        if resnet.time_embedding_norm == "default":
+            h = resnet.norm2(h + temb if temb is not None else h)
+        elif resnet.time_embedding_norm == "scale_shift":
+            scale, shift = torch.chunk(temb, 2, dim=1)
+            h = resnet.norm2(h) * (1 + scale) + shift
+        else:
+            h = resnet.norm2(h)
+        h = resnet.dropout(resnet.nonlinearity(h))
+        return resnet.conv2(h)
+
+    def _mid(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        mid = self.unet.mid_block
+        if self.layer == "mid":
+            return mid(x, emb)
+        x = mid.resnets[0](x, emb)
+        if mid.attentions[0] is not None:
+            x = mid.attentions[0](x, temb=emb)
+        return self._resnet_until_conv2(mid.resnets[1], x, emb)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, C, H, W]`` in [-1, 1], ``t [B]`` -> feature ``[B, C', h, w]``."""
+        t = self._check_input(x, t)
+        class_ids = self._class_ids(class_labels, x.shape[0])
+        x = x.to(dtype=self.unet.dtype)  # e.g. a bf16 / fp16 teacher fed fp32 images
+        if self.noise:
+            x = self.add_noise(x, t)
+        unet = self.unet
+        # a UNet with center_input_sample wants [0, 1] and maps it to 2x - 1 itself: our x already is that.
+        emb = self._embedding(t, class_ids)
+        skip_sample = x
+        h = unet.conv_in(x)
+        stop = self._down_index
+        for index, block in enumerate(unet.down_blocks):
+            if hasattr(block, "skip_conv"):
+                h, _, skip_sample = block(hidden_states=h, temb=emb, skip_sample=skip_sample)
+            else:
+                h, _ = block(hidden_states=h, temb=emb)
+            if index == stop:
+                return h
+        return self._mid(h, emb)

@@ -1,0 +1,71 @@
+"""Feature probe over time steps: numbers, JSON + PNG, and the console command."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from repfusion_zoo.cli import main
+from repfusion_zoo.probe import probe_timesteps, spectrum, write_probe
+from repfusion_zoo.teachers import DiffusionTeacher
+
+
+@pytest.fixture(scope="module")
+def tiny_unet() -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=16,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+    ).eval()
+
+
+def test_spectrum_of_known_matrices():
+    values, rank = spectrum(torch.cat([torch.eye(4), -torch.eye(4)]))  # 4 equal directions, already centred
+    assert rank == pytest.approx(4.0, rel=1e-6)
+    assert values[0] == pytest.approx(values[3])
+    _, rank_one = spectrum(torch.arange(10.0)[:, None] * torch.tensor([[1.0, 2.0, 3.0]]))
+    assert rank_one == pytest.approx(1.0, abs=1e-6)
+
+
+def test_probe_on_digits_writes_json_and_png(tiny_unet, tmp_path):
+    from repfusion_zoo.probe import _load_images
+
+    teacher = DiffusionTeacher(tiny_unet)
+    images, labels = _load_images("digits", teacher, "test", 80, seed=0)
+    assert images.shape == (80, 3, 16, 16) and images.min() >= -1 and images.max() <= 1
+    result = probe_timesteps(teacher, images, labels, [0, 900], batch_size=32)
+    assert [row["t"] for row in result["results"]] == [0, 900]
+    for row in result["results"]:
+        assert 1.0 <= row["effective_rank"] <= 32
+        assert 0.0 <= row["linear_probe_accuracy"] <= 1.0
+        assert len(row["singular_values"]) == 32 and row["singular_values"] == sorted(row["singular_values"], reverse=True)
+    assert result["results"][0]["linear_probe_accuracy"] > 0.2  # 10 classes: chance is 0.1
+    json_path, png_path = write_probe(result, tmp_path / "out")
+    assert json.loads(json_path.read_text())["results"][1]["t"] == 900
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_probe_command_runs_end_to_end(tiny_unet, tmp_path, capsys):
+    tiny_unet.save_pretrained(tmp_path / "teacher")
+    code = main(["probe", "--teacher", str(tmp_path / "teacher"), "--data", "digits", "--timesteps", "0,500",
+                 "--out", str(tmp_path / "probe"), "--num-samples", "60"])
+    assert code == 0
+    result = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert result["num_samples"] == 60 and all(math.isfinite(r["effective_rank"]) for r in result["results"])
+    assert (tmp_path / "probe" / "probe.png").is_file()
+    assert "effective rank" in capsys.readouterr().out
+
+
+def test_probe_help_from_the_console():
+    done = subprocess.run([sys.executable, "-m", "repfusion_zoo", "probe", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--timesteps" in done.stdout and "--teacher" in done.stdout
