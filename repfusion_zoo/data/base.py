@@ -1,0 +1,66 @@
+"""The common face of every classification dataset: dict items, `classes`, `num_classes`, `labels`."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DatasetError
+
+#: split names each dataset accepts; "val" / "validation" are aliases of "test" everywhere
+TRAIN_SPLITS = ("train",)
+TEST_SPLITS = ("test", "val", "validation")
+
+
+def canonical_split(split: str) -> str:
+    """"train" -> "train"; "test" / "val" / "validation" -> "test"; anything else is a `DatasetError`."""
+    if split in TRAIN_SPLITS:
+        return "train"
+    if split in TEST_SPLITS:
+        return "test"
+    raise DatasetError(f"unknown split {split!r}; use 'train' or 'test' ('val' and 'validation' mean 'test')")
+
+
+class ImageClassificationDataset(Dataset):
+    """Items are `{"image": FloatTensor[C, H, W] in [0, 1], "label": int}`; collates with default_collate.
+
+    Subclasses fill `classes`, `labels` (one int per item, -1 when unlabelled) and implement
+    `load_image(index) -> [C, H, W]` (before augmentation).
+    """
+
+    def __init__(self, classes: Sequence[str], labels: Sequence[int], augment: Callable[[torch.Tensor], torch.Tensor] | None):
+        self.classes: list[str] = list(classes)
+        self.labels: list[int] = [int(label) for label in labels]
+        self.augment = augment
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load_image(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        index = index % len(self)
+        image = self.load_image(index)
+        if self.augment is not None:
+            image = self.augment(image)
+        return {"image": image.contiguous(), "label": self.labels[index]}
+
+
+def num_classes(dataset: Dataset) -> int:
+    """The number of classes of a dataset built here, also through `Subset` / `ConcatDataset` wrappers."""
+    while not hasattr(dataset, "num_classes"):
+        if hasattr(dataset, "dataset"):  # torch.utils.data.Subset
+            dataset = dataset.dataset
+        elif getattr(dataset, "datasets", None):  # ConcatDataset
+            dataset = dataset.datasets[0]
+        else:
+            raise DatasetError(f"{type(dataset).__name__} has no `num_classes`; build it with repfusion_zoo.data.build_dataset")
+    return int(dataset.num_classes)

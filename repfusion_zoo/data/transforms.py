@@ -1,0 +1,74 @@
+"""Image -> tensor conversion and the training augmentations.
+
+Every dataset yields `image` as a float tensor `[C, H, W]` in [0, 1] (see docs/architecture.md).
+Augmentations draw from torch's global RNG, so `accelerate`'s `set_seed` and `save_state` /
+`load_state` make them reproducible and resumable.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from ..errors import DatasetError
+
+
+def pil_mode(in_chans: int) -> str:
+    """The PIL mode that gives `in_chans` channels (1 -> "L", 3 -> "RGB")."""
+    if in_chans == 1:
+        return "L"
+    if in_chans == 3:
+        return "RGB"
+    raise DatasetError(f"in_chans={in_chans} is not supported for image files; use 1 (grey) or 3 (RGB)")
+
+
+def pil_to_image_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
+    """Resize the shorter side to `image_size` (bilinear, antialiased), centre-crop square.
+
+    Returns `[C, image_size, image_size]` float in [0, 1].
+    """
+    if image.size != (image_size, image_size):
+        image = TF.resize(image, image_size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+        image = TF.center_crop(image, [image_size, image_size])
+    return TF.pil_to_tensor(image).float().div_(255.0)
+
+
+def resize_tensor(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Bilinear resize of `[N, C, H, W]` to `[N, C, image_size, image_size]` (antialiased when shrinking)."""
+    if images.shape[-2:] == (image_size, image_size):
+        return images
+    shrinking = image_size < max(images.shape[-2:])
+    out = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=shrinking)
+    return out.clamp_(0.0, 1.0)
+
+
+def match_channels(image: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Replicate a 1-channel `[1, H, W]` image to `[in_chans, H, W]`; pass through a matching one."""
+    if image.shape[0] == in_chans:
+        return image
+    if image.shape[0] == 1:
+        return image.repeat(in_chans, 1, 1)
+    raise DatasetError(f"cannot turn a {image.shape[0]}-channel image into {in_chans} channels")
+
+
+def random_hflip(image: torch.Tensor) -> torch.Tensor:
+    """Flip `[C, H, W]` left-right with probability 1/2 (the paper's only augmentation)."""
+    if torch.rand(()) < 0.5:
+        return image.flip(-1)
+    return image
+
+
+def random_shift(image: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Translate `[C, H, W]` by up to `max_shift` pixels each way, filling with zeros (black).
+
+    The digits' augmentation: a mirrored digit is a different (or no) digit, a shifted one is not.
+    """
+    if max_shift <= 0:
+        return image
+    dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,)))
+    padded = F.pad(image, (max_shift, max_shift, max_shift, max_shift))
+    h, w = image.shape[-2:]
+    top, left = max_shift + dy, max_shift + dx
+    return padded[:, top : top + h, left : left + w]
