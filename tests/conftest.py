@@ -21,3 +21,14 @@ CIFAR10_ARCHIVE = SHARED / "datasets" / "cifar10-jpeg.tar.gz"
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on 2 shared cores more threads only oversubscribe them."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

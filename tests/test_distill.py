@@ -15,13 +15,7 @@ from repfusion_zoo.teachers import DiffusionTeacher
 from repfusion_zoo.timesteps import FixedTimestep, ReinforcePolicy, build_strategy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared cores: more threads only oversubscribe them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
 
 
 def _teacher(in_channels: int = 3, seed: int = 0) -> DiffusionTeacher:

@@ -16,13 +16,7 @@ from repfusion_zoo.errors import DatasetError
 from repfusion_zoo.metrics.landmarks import NMEMetric, nme_per_sample
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared cores: one intra-op thread keeps the tiny models fast (oversubscription is 100x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
 
 
 # ------------------------------------------------------------------ synthetic WFLW

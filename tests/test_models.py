@@ -15,12 +15,7 @@ PLAIN = ["resnet18_cifar", "resnet50_cifar", "wrn28_2", "wrn28_10", "mobilenetv2
 HEAVY = {"resnet50_cifar", "wrn28_10"}  # checked at 16 px to keep the suite fast
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
 
 
 @pytest.mark.parametrize("name", PLAIN)

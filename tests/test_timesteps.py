@@ -17,13 +17,7 @@ from repfusion_zoo.timesteps import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared cores: more threads only oversubscribe them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
 
 
 def _images(b: int = 16, c: int = 3, size: int = 8, seed: int = 0) -> torch.Tensor:

@@ -36,12 +36,7 @@ ZOO_NAMES = [
 TEST_SIZE = {"resnet50_repfusion_celebahq": 64, "hrnet_w18_repfusion_celebahq": 64}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
 
 
 @pytest.fixture
