@@ -1,0 +1,398 @@
+#!/usr/bin/env python
+"""RepFusion distillation: a student learns a diffusion teacher's features at policy-chosen time steps.
+
+    accelerate launch recipes/distill.py                      # the offline default (digits, < 10 min on 2 CPU cores)
+    accelerate launch recipes/distill.py --config recipes/configs/cifar10_resnet18_hint.yaml --dataset /data/cifar10
+    accelerate launch --multi_gpu --num_processes 2 recipes/distill.py --epochs 1  # 2 CPU processes (gloo) where there is no CUDA
+    accelerate launch --mixed_precision bf16 recipes/distill.py --config ...        # a GPU, bf16 autocast
+    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 recipes/distill.py --config ...
+
+(accelerate 1.x's `--cpu --num_processes N` starts N processes only through mpirun; without it
+one process runs. `--multi_gpu` on a machine without CUDA starts N torchrun workers, and the
+recipe joins them in one gloo group.)
+    python recipes/distill.py --help                          # every key, its default and meaning
+
+Without `--config` the offline default (recipes/configs/offline_default.yaml, found relative to
+this file, so any working directory works) is the base, and flags override any of its keys.
+The run: (1) trains, or reuses, a small DDPM teacher with recipes/train_teacher.py when
+`--teacher` is empty; (2) distills the student (student + policy + decoder g + connector under
+one SGD, the paper's schedule by default); (3) saves the student BACKBONE (no classifier head,
+`num_classes=0`) as a Hub-ready folder in `output_dir/backbone` (and `--push_to_hub
+--hub_model_id org/name` publishes it, printing `org/name@<sha>`); (4) with `finetune: true`,
+fine-tunes that backbone AND the same student from scratch (recipes/finetune.py, in-process)
+and prints both accuracies. Per epoch it logs the losses, the policy's entropy and a histogram
+of the sampled t; `output_dir/timesteps.png` shows the histograms at the end.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+RECIPES = Path(__file__).resolve().parent
+CONFIGS = RECIPES / "configs"
+DEFAULT_CONFIG = CONFIGS / "offline_default.yaml"
+
+from repfusion_zoo.errors import ConfigError  # noqa: E402
+from repfusion_zoo.tasks import TASKS, get_task  # noqa: E402
+from repfusion_zoo.training import (  # noqa: E402
+    TrainConfig,
+    Trainer,
+    build_optimizer,
+    format_help,
+    load_config,
+    opt,
+    plot_timestep_histograms,
+    to_dict,
+    wants_help,
+)
+from repfusion_zoo.training.config import extend_schema  # noqa: E402
+from repfusion_zoo.training.loop import set_torch_threads_from_env
+from repfusion_zoo.training.state import seed_everything  # noqa: E402
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """Keys of recipes/distill.py; the schedule defaults are the paper's."""
+
+    output_dir: str = opt("outputs/distill", "where checkpoints, logs, the backbone and the fine-tune runs go")
+    # data (built through the task, so dense labels work for decoder g too)
+    task: str = opt("classification", "what decoder g is trained on (labels of this task's datasets)", choices=sorted(TASKS))
+    dataset: str = opt("digits", "repfusion_zoo.data.build_dataset spec (digits | imagefolder:<path> | <path> | hf:<id>)")
+    image_size: int = opt(32, "image side in pixels (must equal the teacher's sample_size)")
+    in_chans: int = opt(3, "image channels (must equal the teacher's in_channels)")
+    num_classes: int = opt(0, "classes of decoder g (0 = read from the dataset)")
+    augment: bool = opt(True, "training augmentation: flips only for images (shifts for digits)")
+    label_key: str = opt("label", "batch key holding decoder g's labels")
+    # student
+    student: str = opt("resnet18_cifar", "zoo or timm name of the student")
+    student_kwargs: dict = opt({}, "extra timm kwargs for the student, e.g. {channels: [16, 32, 64, 128]}")
+    # teacher
+    teacher: str = opt("", "Hub id or local folder of the teacher; empty = train/reuse one with train_teacher.py")
+    teacher_type: str = opt("diffusion", "diffusion (DiffusionTeacher) or supervised (SupervisedTeacher)", choices=["diffusion", "supervised"])
+    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (supervised: a feature index, '' = last map)")
+    teacher_noise: bool = opt(False, "feed x_t instead of the clean image (the paper: clean)")
+    teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps the dataset's WordNet-id classes to ImageNet ids", choices=["", "tinyimagenet"])
+    teacher_config: str = opt("teacher_digits.yaml", "train_teacher config (relative to recipes/configs) when --teacher is empty")
+    teacher_dir: str = opt("", "where the trained teacher goes (default: <output_dir>/teacher); reused if complete")
+    teacher_max_steps: int = opt(0, "override the teacher config's max_steps (0 = keep)")
+    teacher_overrides: dict = opt({}, "more train_teacher keys for the trained teacher, e.g. {num_samples: 0}")
+    # RepFusion
+    strategy: str = opt("reinforce", "time-step strategy", choices=["reinforce", "fixed", "random"])
+    t: int = opt(0, "the time step of --strategy fixed")
+    entropy_weight: float = opt(0.1, "lambda_H of the policy's entropy bonus")
+    entropy_decay_until: float = opt(-1.0, "fraction of training where lambda_H reaches 0 (negative = constant, the paper)")
+    policy_baseline: str = opt("ema", "REINFORCE baseline", choices=["ema", "batch_mean", "none"])
+    loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
+    loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
+    decoder: str = opt("linear", "decoder g on the teacher feature", choices=["linear", "mlp", "fcn", "none"])
+    # outputs
+    model_name: str = opt("", "name written into the backbone's model card")
+    push_to_hub: bool = opt(False, "push the backbone folder with huggingface_hub")
+    hub_model_id: str = opt("", "org/name for --push_to_hub")
+    hub_private: bool = opt(False, "create the Hub repo private")
+    # the downstream chain (the offline default turns it on)
+    finetune: bool = opt(False, "then fine-tune the distilled backbone and the same student from scratch")
+    finetune_epochs: int = opt(100, "fine-tune epochs")
+    finetune_max_steps: int = opt(0, "fine-tune step cap (0 = all epochs)")
+    finetune_lr: float = opt(0.1, "fine-tune learning rate")
+    finetune_batch_size: int = opt(128, "fine-tune global batch")
+    finetune_milestones: list[int] = opt([50, 75], "fine-tune multistep milestones (epochs)")
+
+
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+# ------------------------------------------------------------------------------------ config
+def _schema(task_name: str) -> type:
+    """DistillConfig plus the task's data keys it does not already have."""
+    fields = set(to_dict(DistillConfig()))
+    extra = {k: v for k, v in get_task(task_name).default_config().items() if k not in fields}
+    return extend_schema(DistillConfig, extra)
+
+
+def load_distill_config(argv: Sequence[str] | None = None) -> Any:
+    """`--config FILE` (default: the offline default) plus `--key value` flags."""
+    from repfusion_zoo.training import peek
+
+    task_name = str(peek(argv, "task", default_file=DEFAULT_CONFIG, default="classification"))
+    return load_config(_schema(task_name), argv, default_file=DEFAULT_CONFIG)
+
+
+def main_print(*args: Any) -> None:
+    """Print on the main process only (before an Accelerator exists: RANK from the launcher)."""
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(*args, flush=True)
+
+
+def recipe_module(name: str) -> ModuleType:
+    """Import recipes/<name>.py by path (the recipes folder is not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# ------------------------------------------------------------------------------------ parts
+def resolve_teacher(cfg: Any) -> str:
+    """The teacher source: `--teacher`, or a teacher trained (or reused) with train_teacher.py."""
+    if cfg.teacher:
+        return cfg.teacher
+    train_teacher = recipe_module("train_teacher")
+    config_file = Path(cfg.teacher_config)
+    if not config_file.is_absolute() and not config_file.exists():
+        config_file = CONFIGS / config_file
+    teacher_dir = cfg.teacher_dir or str(Path(cfg.output_dir) / "teacher")
+    argv = ["--config", str(config_file), "--output_dir", teacher_dir, "--reuse", "true",
+            "--image_size", str(cfg.image_size), "--in_channels", str(cfg.in_chans), "--dataset", cfg.dataset,
+            "--seed", str(cfg.seed)]
+    if cfg.teacher_max_steps:
+        argv += ["--max_steps", str(cfg.teacher_max_steps)]
+    for key, value in cfg.teacher_overrides.items():
+        argv += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    precision = cfg.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    argv += ["--mixed_precision", precision]
+    teacher_cfg = train_teacher.parse_config(argv)
+    main_print(f"[distill] teacher: training or reusing {teacher_dir}")
+    # an accelerator of our own making: train_teacher then leaves the process group up for distillation
+    out = Path(teacher_dir)
+    accelerator = train_teacher.make_accelerator(teacher_cfg, out.parent / f"{out.name}.run")
+    return str(train_teacher.train_teacher(teacher_cfg, accelerator=accelerator))
+
+
+def build_teacher(cfg: Any, source: str, classes: Sequence[str] = ()) -> nn.Module:
+    """DiffusionTeacher (or SupervisedTeacher) from `source`; input size/channels checked against the data."""
+    if cfg.teacher_type == "supervised":
+        from repfusion_zoo import create_model
+        from repfusion_zoo.teachers import SupervisedTeacher
+
+        path = Path(source).expanduser()
+        model = create_model(str(path) if path.is_dir() else source, pretrained=True)
+        layer = int(cfg.teacher_layer) if cfg.teacher_layer.lstrip("-").isdigit() else None
+        return SupervisedTeacher(model, layer)
+    from repfusion_zoo.teachers import DiffusionTeacher
+
+    class_map = None
+    if cfg.teacher_class_map == "tinyimagenet":
+        from repfusion_zoo.teachers import tinyimagenet_class_map
+
+        class_map = tinyimagenet_class_map(list(classes))
+    teacher = DiffusionTeacher(source, layer=cfg.teacher_layer, noise=cfg.teacher_noise, class_map=class_map)
+    data_size = (cfg.image_size, cfg.image_size)
+    if tuple(teacher.sample_size) != data_size or teacher.in_channels != cfg.in_chans:
+        raise ConfigError(
+            f"teacher {source!r} takes {teacher.in_channels}x{teacher.sample_size[0]}x{teacher.sample_size[1]} images "
+            f"but the data is {cfg.in_chans}x{cfg.image_size}x{cfg.image_size}; set --image_size "
+            f"{teacher.sample_size[0]} --in_chans {teacher.in_channels} or use a teacher trained at this size"
+        )
+    return teacher
+
+
+def build_student(cfg: Any) -> nn.Module:
+    """The student backbone (no head: `num_classes=0`) whose `forward_features` gives `[B, Cs, hs, ws]`."""
+    from repfusion_zoo import create_model
+
+    return create_model(cfg.student, pretrained=False, num_classes=0, in_chans=cfg.in_chans, **cfg.student_kwargs)
+
+
+def feature_channels(module: nn.Module, in_chans: int, size: int, **kwargs: Any) -> int:
+    """Channels of a feature map, by one dry forward of a `[2, in_chans, size, size]` batch."""
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        x = torch.zeros(2, in_chans, size, size)
+        out = module.forward_features(x) if hasattr(module, "forward_features") else module(x, **kwargs)
+    module.train(was_training)
+    return int(out.shape[1])
+
+
+class DistillModel(nn.Module):
+    """Student + RepFusion in one module (one DDP wrapper). Images in [0, 1] `[B, C, H, W]`.
+
+    forward -> named losses (with "total"), the sampled t `[B]` and the policy's mean entropy.
+    """
+
+    def __init__(self, student: nn.Module, repfusion: nn.Module, in_chans: int) -> None:
+        super().__init__()
+        from repfusion_zoo.tasks.classification import input_normalization
+
+        self.student = student
+        self.repfusion = repfusion
+        mean, std = input_normalization(student, in_chans)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, images: torch.Tensor, labels: Any, progress: float) -> dict[str, torch.Tensor]:
+        feature = self.student.forward_features((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
+        teacher_images = self.repfusion.teacher_input(images)
+        out = self.repfusion(teacher_images, labels, feature, progress)
+        result = dict(out.losses)
+        result["t"] = out.t
+        strategy = self.repfusion.strategy
+        if hasattr(strategy, "distribution"):
+            with torch.no_grad():
+                result["policy_entropy"] = strategy.distribution(teacher_images.detach()).entropy().mean()
+        return result
+
+
+def build_repfusion(cfg: Any, teacher: nn.Module, student_channels: int, num_classes: int) -> nn.Module:
+    from repfusion_zoo.decoders import build_decoder
+    from repfusion_zoo.distill import RepFusion
+    from repfusion_zoo.losses import build_distill_loss
+    from repfusion_zoo.timesteps import build_strategy
+
+    teacher_channels = int(getattr(teacher, "feature_shape", (None,))[0] or feature_channels(teacher, cfg.in_chans, cfg.image_size))
+    kwargs: dict[str, Any] = {"in_chans": cfg.in_chans, "num_train_timesteps": int(getattr(teacher, "num_train_timesteps", 1000))}
+    if cfg.strategy == "fixed":
+        kwargs["t"] = cfg.t
+    if cfg.strategy == "reinforce":
+        kwargs.update(entropy_weight=cfg.entropy_weight,
+                      entropy_decay_until=None if cfg.entropy_decay_until < 0 else cfg.entropy_decay_until,
+                      baseline=None if cfg.policy_baseline == "none" else cfg.policy_baseline)
+    strategy = build_strategy(cfg.strategy, **kwargs)
+    decoder = None if cfg.decoder == "none" else build_decoder(cfg.decoder, teacher_channels, num_classes)
+    loss = build_distill_loss(cfg.loss, student_channels, teacher_channels, **cfg.loss_kwargs)
+    return RepFusion(teacher, strategy, decoder, loss)
+
+
+# ------------------------------------------------------------------------------------ the run
+def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: Path) -> None:
+    """The student backbone as a Hub-ready folder, the time-step PNG and the run's config (main process)."""
+    from repfusion_zoo.hub import save_pretrained
+
+    out = Path(cfg.output_dir)
+    save_pretrained(student, backbone_dir, architecture=_architecture(student, cfg.student),
+                    model_name=cfg.model_name or None,
+                    card={"teacher": cfg.teacher or f"recipes/train_teacher.py ({cfg.teacher_config})",
+                          "dataset": cfg.dataset, "recipe": _command(cfg)})
+    plot = plot_timestep_histograms(trainer.epochs_history(), out / "timesteps.png")
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
+    trainer.print(f"[distill] backbone written to {backbone_dir.resolve()}")
+    if plot:
+        trainer.print(f"[distill] time-step histograms: {plot.resolve()}")
+
+
+def distill(cfg: Any) -> dict[str, Any]:
+    """Distill, save (and push) the backbone; with `cfg.finetune`, the downstream comparison too."""
+    set_torch_threads_from_env()
+    seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
+    started = time.time()
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id org/name")
+    out = Path(cfg.output_dir)
+    values = to_dict(cfg)
+    task = get_task(cfg.task)()
+    train_set, _ = task.build_datasets(values)  # a missing dataset fails here, before anything is written
+    num_classes = int(cfg.num_classes or getattr(task, "num_classes", 0) or 0)
+    teacher = build_teacher(cfg, resolve_teacher(cfg), getattr(train_set, "classes", ()))
+    seed_everything(cfg.seed)  # the same student init whether the teacher was trained or reused
+    student = build_student(cfg)
+    repfusion = build_repfusion(cfg, teacher, feature_channels(student, cfg.in_chans, cfg.image_size), num_classes)
+    model = DistillModel(student, repfusion, cfg.in_chans)
+
+    trainer = Trainer(cfg, "distill")
+    acc = trainer.accelerator
+    trainer.print(f"[distill] student={cfg.student} teacher={cfg.teacher or 'trained'} strategy={cfg.strategy} "
+                  f"loss={cfg.loss} decoder={cfg.decoder} processes={acc.num_processes} -> {out.resolve()}")
+    optimizer = build_optimizer([*student.parameters(), *repfusion.trainable_parameters()], cfg)
+    loader = trainer.train_loader(train_set)
+    wrapped, _, _ = trainer.prepare(model, optimizer, loader)
+
+    def step_fn(model: nn.Module, batch: dict[str, Any], fraction: float) -> dict[str, torch.Tensor]:
+        return model(batch["image"], batch.get(cfg.label_key), fraction)
+
+    num_t = int(getattr(teacher, "num_train_timesteps", 1000))
+    trainer.fit(step_fn, histograms={"t": num_t})
+    result: dict[str, Any] = {"output_dir": str(out), "distill_seconds": round(time.time() - started, 1)}
+    backbone_dir = out / "backbone"
+    if acc.is_main_process:
+        save_outputs(cfg, acc.unwrap_model(wrapped).student, trainer, backbone_dir)
+    acc.wait_for_everyone()
+    result["backbone_dir"] = str(backbone_dir)
+    result["epochs"] = trainer.epochs_history()
+    if cfg.push_to_hub and acc.is_main_process:
+        from repfusion_zoo.hub import push_to_hub
+
+        sha = push_to_hub(backbone_dir, cfg.hub_model_id, private=cfg.hub_private, commit_message="RepFusion backbone")
+        result["pushed"] = f"{cfg.hub_model_id}@{sha}"
+        trainer.print(f"[distill] pushed: {result['pushed']}  (put this in the zoo registry's hf_hub_id)")
+    trainer.finish()
+    if cfg.finetune:
+        result.update(compare_downstream(cfg, backbone_dir))
+    result["seconds"] = round(time.time() - started, 1)
+    if acc.is_main_process:
+        (out / "summary.json").write_text(json.dumps({k: v for k, v in result.items() if k != "epochs"}, indent=2))
+    return result
+
+
+def finetune_settings(cfg: Any) -> dict[str, Any]:
+    """The fine-tune keys of the downstream comparison: the task's data keys from this config,
+    the `finetune_*` schedule, and the shared run keys (seed, precision, accumulation, trackers)."""
+    train_keys = set(to_dict(TrainConfig()))
+    values = to_dict(cfg)
+    settings = {k: values[k] for k in get_task(cfg.task).default_config() if k in values and k not in train_keys}
+    settings.update(task=cfg.task, epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps, lr=cfg.finetune_lr,
+                    batch_size=cfg.finetune_batch_size, milestones=list(cfg.finetune_milestones), seed=cfg.seed,
+                    mixed_precision=cfg.mixed_precision, report_to=cfg.report_to, resume=cfg.resume,
+                    gradient_accumulation_steps=cfg.gradient_accumulation_steps, eval_batch_size=cfg.eval_batch_size)
+    return settings
+
+
+def compare_downstream(cfg: Any, backbone_dir: Path) -> dict[str, Any]:
+    """Fine-tune the distilled backbone and the same student from scratch; print both metrics."""
+    finetune = recipe_module("finetune")
+    out = Path(cfg.output_dir)
+    runs = {
+        "distilled": {"model": str(backbone_dir), "output_dir": str(out / "finetune_distilled")},
+        "scratch": {"model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs),
+                    "output_dir": str(out / "finetune_scratch")},
+    }
+    results: dict[str, Any] = {}
+    for name, run in runs.items():
+        ft_cfg = finetune.load_finetune_config(["--task", cfg.task], overrides={**finetune_settings(cfg), **run})
+        results[name] = finetune.finetune(ft_cfg)
+    main_metric = results["distilled"]["main_metric"]
+    lines = {name: r["metrics"][main_metric] for name, r in results.items()}
+    main_print(f"[distill] downstream {cfg.task} {main_metric}: distilled {lines['distilled']:.2f}  vs  scratch {lines['scratch']:.2f}")
+    for name, r in results.items():
+        main_print(f"[distill] {name} fine-tuned model: {Path(r['model_dir']).resolve()}")
+    return {"downstream": {name: {"metrics": r["metrics"], "model_dir": r["model_dir"]} for name, r in results.items()}}
+
+
+def _architecture(model: nn.Module, name: str) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return str(cfg.get("architecture") or name)
+
+
+def _command(cfg: Any) -> str:
+    return "accelerate launch recipes/distill.py " + " ".join(sys.argv[1:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if wants_help(argv):
+        print(format_help(_schema("classification"), "accelerate launch recipes/distill.py", __doc__))
+        return 0
+    cfg = load_distill_config(argv)
+    given = "--config" in " ".join(sys.argv[1:] if argv is None else argv)
+    main_print(f"[distill] config: {'--config given' if given else DEFAULT_CONFIG}; outputs under {Path(cfg.output_dir).resolve()}")
+    distill(cfg)
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Publish a Hub-ready folder (model.safetensors + config.json + README.md) with huggingface_hub.
+
+    python recipes/push_to_hub.py --folder outputs/offline_default/backbone --repo_id org/resnet18_repfusion_digits
+    python recipes/push_to_hub.py --folder F --repo_id org/name --revision main --private true
+
+Prints `org/name@<commit sha>`: put it into the zoo entry's `hf_hub_id` to pin the weight.
+The Hub endpoint is huggingface_hub's (`HF_ENDPOINT`); the token is huggingface_hub's (`HF_TOKEN`
+or `huggingface-cli login`).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from repfusion_zoo.errors import ConfigError
+from repfusion_zoo.training.config import format_help, load_config, opt, wants_help
+
+
+@dataclass
+class PushConfig:
+    folder: str = opt("", "the Hub-ready folder to publish")
+    repo_id: str = opt("", "org/name on the Hub")
+    revision: str = opt("", "branch to push to (empty = the default branch)")
+    private: bool = opt(False, "create the repo private")
+    commit_message: str = opt("", "commit message (empty = a default)")
+
+
+def push(cfg: PushConfig) -> str:
+    """Push `cfg.folder` to `cfg.repo_id`; returns `repo_id@sha`."""
+    from repfusion_zoo.hub import push_to_hub
+
+    folder = Path(cfg.folder).expanduser()
+    if not cfg.folder or not cfg.repo_id:
+        raise ConfigError("give --folder PATH and --repo_id org/name")
+    if not ((folder / "model.safetensors").is_file() and (folder / "config.json").is_file()):
+        raise ConfigError(f"{str(folder)!r} is not a Hub-ready folder (needs model.safetensors and config.json); "
+                          "write one with recipes/distill.py, recipes/finetune.py or repfusion_zoo.save_pretrained")
+    sha = push_to_hub(folder, cfg.repo_id, revision=cfg.revision or None, private=cfg.private,
+                      commit_message=cfg.commit_message or None)
+    return f"{cfg.repo_id}@{sha}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if wants_help(argv):
+        print(format_help(PushConfig, "python recipes/push_to_hub.py", __doc__))
+        return 0
+    print(push(load_config(PushConfig, argv)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Atomic, resumable training state.
+
+`accelerator.save_state` writes into `checkpoints/step_<n>.tmp`; only once every process has
+finished does the main process add `progress.json` and `os.replace` the folder to `step_<n>`.
+A kill at any moment leaves either the previous complete `step_<m>` or the new one, never a
+half-written folder under a final name. `--resume auto` picks the highest complete step.
+
+Bit-exact resume on CPU: the recipes reseed every random source at the start of each step from
+`(seed, step, rank)` (`seed_step`), and the data order comes from an epoch-seeded sampler with
+the finished batches of the current epoch skipped, so nothing depends on RNG history.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from ..errors import ConfigError
+
+CHECKPOINT_DIR = "checkpoints"
+PROGRESS_FILE = "progress.json"
+_STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class Progress:
+    """Where training stands: optimiser steps done, epoch, batches done in that epoch, history."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Reseed python, numpy and torch from (seed, step, rank): each step's randomness is history-free."""
+    value = (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**31 - 1)
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (model initialisation) before anything random is built."""
+    seed_step(seed, -1, 0)
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / CHECKPOINT_DIR
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete checkpoint, oldest first (`.tmp` folders are ignored)."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _STEP_RE.match(path.name)
+        if match and (path / PROGRESS_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def resolve_resume(resume: str | None, output_dir: str | Path) -> Path | None:
+    """`None`/"" -> start fresh; "auto" -> latest complete checkpoint or fresh; else that folder."""
+    if not resume:
+        return None
+    if resume == "auto":
+        found = complete_checkpoints(output_dir)
+        return found[-1][1] if found else None
+    path = Path(resume)
+    if not (path / PROGRESS_FILE).is_file():
+        raise ConfigError(
+            f"--resume {resume!r} is not a complete checkpoint folder (no {PROGRESS_FILE}); "
+            f"use --resume auto or one of {[str(p) for _, p in complete_checkpoints(output_dir)]}"
+        )
+    return path
+
+
+class CheckpointManager:
+    """Saves and restores the accelerator state plus `Progress`, keeping the last `keep_last`."""
+
+    def __init__(self, accelerator: Accelerator, output_dir: str | Path, keep_last: int = 2) -> None:
+        self.accelerator = accelerator
+        self.root = checkpoint_root(output_dir)
+        self.keep_last = max(1, keep_last)
+
+    def save(self, progress: Progress) -> Path:
+        """Write the state at `progress.step` atomically; returns the final folder."""
+        acc = self.accelerator
+        final = self.root / f"step_{progress.step}"
+        tmp = self.root / f"step_{progress.step}.tmp"
+        if final.is_dir() and (final / PROGRESS_FILE).is_file():
+            return final
+        if acc.is_main_process:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _write_json(tmp / PROGRESS_FILE, asdict(progress))
+            _fsync_dir(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            _fsync_dir(self.root)
+            self._prune()
+        acc.wait_for_everyone()
+        return final
+
+    def load(self, folder: str | Path) -> Progress:
+        """Restore model/optimiser/RNG state from `folder`; returns its `Progress`."""
+        folder = Path(folder)
+        self.accelerator.load_state(str(folder))
+        data = json.loads((folder / PROGRESS_FILE).read_text())
+        return Progress(**data)
+
+    def _prune(self) -> None:
+        for _, path in complete_checkpoints(self.root.parent)[: -self.keep_last]:
+            shutil.rmtree(path, ignore_errors=True)
+        for path in self.root.glob("step_*.tmp"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,123 @@
+"""Recipe configs: YAML + flags into a dataclass; unknown keys list the valid ones; every shipped config validates."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import timm
+
+from repfusion_zoo.errors import ConfigError
+from repfusion_zoo.training.config import load_config, opt, parse_flags, read_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "recipes" / "configs"
+sys.path.insert(0, str(REPO / "recipes"))
+
+
+@dataclass
+class Small:
+    lr: float = opt(0.1, "lr")
+    epochs: int = opt(3)
+    milestones: list[int] = opt([1, 2])
+    name: str = opt("x")
+    push: bool = opt(False)
+    extra: dict = opt({})
+    kind: str = opt("a", choices=["a", "b"])
+
+
+def test_flag_forms_and_types():
+    cfg = load_config(Small, ["--lr=1e-3", "--epochs", "7", "--milestones", "4,5", "--push", "--extra", "{a: 1}", "--name=y"])
+    assert cfg == Small(lr=1e-3, epochs=7, milestones=[4, 5], name="y", push=True, extra={"a": 1})
+    assert isinstance(cfg.lr, float) and isinstance(cfg.epochs, int)
+    assert load_config(Small, ["--push", "false", "--milestones", "[]"]).push is False
+    assert parse_flags(["--dash-name", "v"]) == {"dash_name": "v"}
+
+
+def test_unknown_key_lists_valid_keys(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(Small, ["--lrr", "0.1"])
+    assert "lrr" in str(info.value) and "valid keys are" in str(info.value) and "milestones" in str(info.value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.2\nwarmup: 5\n")
+    with pytest.raises(ConfigError, match="warmup.*valid keys are"):
+        load_config(Small, ["--config", str(bad)])
+
+
+def test_bad_values_are_config_errors():
+    with pytest.raises(ConfigError, match="epochs"):
+        load_config(Small, ["--epochs", "three"])
+    with pytest.raises(ConfigError, match="kind"):
+        load_config(Small, ["--kind", "c"])
+    with pytest.raises(ConfigError, match="unexpected argument"):
+        load_config(Small, ["positional"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Small, ["--config", "/nonexistent/x.yaml"])
+
+
+def test_base_inheritance_and_precedence(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text("lr: 0.5\nepochs: 10\nname: base\n")
+    (tmp_path / "sub" / "child.yaml").write_text("base: ../base.yaml\nepochs: 20\n")
+    cfg = load_config(Small, ["--config", str(tmp_path / "sub" / "child.yaml"), "--name", "flag"])
+    assert (cfg.lr, cfg.epochs, cfg.name) == (0.5, 20, "flag")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        read_yaml(tmp_path / "loop.yaml")
+
+
+def _recipe_of(path: Path) -> str:
+    data = read_yaml(path)
+    if data.get("recipe"):
+        return str(data["recipe"])
+    if path.name.startswith("teacher_"):
+        return "train_teacher"
+    return "finetune"  # the task configs (segmentation_*, landmarks_*) are fine-tune configs
+
+
+CONFIG_FILES = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.stem for p in CONFIG_FILES])
+def test_every_shipped_config_loads_and_validates(path):
+    recipe = _recipe_of(path)
+    if recipe == "distill":
+        import distill
+
+        cfg = distill.load_distill_config(["--config", str(path)])
+        assert timm.is_model(cfg.student), f"{path.name}: student {cfg.student!r} is not a model name"
+        assert cfg.batch_size > 0 and cfg.epochs > 0
+        if cfg.strategy == "fixed":
+            assert 0 <= cfg.t < 1000
+    elif recipe == "finetune":
+        import finetune
+
+        cfg = finetune.load_finetune_config(["--config", str(path)])
+        assert cfg.task in ("classification", "segmentation", "landmarks")
+    else:
+        import train_teacher
+
+        train_teacher.parse_config(["--config", str(path)])
+
+
+def test_paper_settings_are_present():
+    names = {p.stem for p in CONFIG_FILES}
+    for student in ("resnet18", "wrn28_2", "mobilenetv2"):
+        for loss in ("hint", "at", "rkd"):
+            assert f"cifar10_{student}_{loss}" in names
+    for t in (0, 10, 50, 100, 200, 300, 500, 999):
+        assert f"cifar10_resnet18_fixed_t{t}" in names
+    assert {"cifar10_resnet18_random_t", "cifar10_resnet18_no_distill", "tinyimagenet_resnet18_hint",
+            "tinyimagenet_mobilenetv2_hint", "celebahq_resnet18", "celebahq_resnet50", "celebahq_hrnet_w18",
+            "offline_default"} <= names
+
+
+def test_paper_schedule_is_the_distill_default():
+    import distill
+
+    cfg = distill.load_distill_config(["--config", str(CONFIGS / "cifar10_resnet18_hint.yaml")])
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (200, 128, 0.1, 0.9, 1e-4)
+    assert cfg.milestones == [100, 150] and cfg.gamma == 0.1 and cfg.strategy == "reinforce"
+    celeb = distill.load_distill_config(["--config", str(CONFIGS / "celebahq_resnet18.yaml")])
+    assert (celeb.image_size, celeb.loss, celeb.decoder, celeb.task) == (256, "hint", "fcn", "segmentation")

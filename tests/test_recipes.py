@@ -1,0 +1,161 @@
+"""End-to-end recipes on digits at 8 px: the offline default (shortened), push to a local Hub,
+fine-tune, and bad input (each a clear error or a counted skip, nothing half-written)."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from _recipes_common import RECIPES, TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags, train_tiny_teacher
+from repfusion_zoo.errors import ConfigError, DatasetError
+
+sys.path.insert(0, str(RECIPES))
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return train_tiny_teacher(tmp_path_factory.getbasetemp() / "c2_tiny_teacher")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("REPFUSION_NUM_THREADS", "1")
+
+
+def test_offline_default_shortened_runs_whole_chain(tmp_path):
+    """`accelerate launch recipes/distill.py` + size flags, from a foreign cwd: teacher -> distill -> 2 fine-tunes."""
+    args = ["--image_size", "8", "--student_kwargs", "{channels: [8, 16, 32, 64]}", "--teacher_max_steps", "2",
+            "--teacher_overrides", json.dumps(TINY_TEACHER), "--epochs", "1", "--max_steps", "3", "--batch_size", "32",
+            "--finetune_epochs", "1", "--finetune_max_steps", "3", "--finetune_batch_size", "32", "--report_to", "tensorboard"]
+    result = run(accelerate_cmd("distill.py", args), cwd=tmp_path)
+    out = tmp_path / "outputs" / "offline_default"  # relative to the cwd, not the repo
+    assert "distilled" in result.stdout and "vs  scratch" in result.stdout, result.stdout[-2000:]
+    assert str(out.resolve()) in result.stdout
+    for path in ("teacher/model_index.json", "backbone/model.safetensors", "backbone/config.json", "timesteps.png",
+                 "finetune_distilled/model/model.safetensors", "finetune_scratch/model/model.safetensors", "summary.json"):
+        assert (out / path).is_file(), path
+    summary = json.loads((out / "summary.json").read_text())
+    for run_name in ("distilled", "scratch"):
+        top1 = summary["downstream"][run_name]["metrics"]["top1"]
+        assert 0.0 <= top1 <= 100.0
+    card = (out / "finetune_distilled" / "model" / "README.md").read_text()
+    assert "top1" in card
+    config = json.loads((out / "backbone" / "config.json").read_text())
+    assert config["architecture"] == "resnet18_cifar" and config["num_classes"] == 0
+    assert "classification" in json.dumps(config["repfusion"].get("metrics", {}))  # written back by the fine-tune
+    assert list((out / "logs").rglob("events.out.tfevents*")), "tensorboard tracker wrote nothing"
+    assert list((out / "finetune_distilled" / "pictures").glob("*.png"))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert "policy/entropy" in log[-1] and sum(log[-1]["hist"]["t"]) == 3 * 32
+
+
+def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_server):
+    import distill
+    import push_to_hub as push_recipe
+
+    from repfusion_zoo import create_model
+    from repfusion_zoo.hub import load_pretrained
+
+    repo = "repfusion-test/tiny-digits"
+    cfg = distill.load_distill_config(tiny_flags(tmp_path / "run", teacher=str(tiny_teacher), max_steps=2,
+                                                 strategy="fixed", t=10) + ["--push_to_hub", "--hub_model_id", repo])
+    result = distill.distill(cfg)
+    pinned = result["pushed"]
+    assert pinned.startswith(repo + "@") and len(pinned.split("@")[1]) == 40
+    saved = load_weights(Path(result["backbone_dir"]))
+    for model in (create_model(f"hf-hub:{pinned}", pretrained=True), load_pretrained(f"hf-hub:{pinned}")):
+        state = model.state_dict()
+        assert set(saved) <= set(state)
+        assert all(torch.equal(saved[k], state[k]) for k in saved)
+    # the publish recipe prints the pinned revision too
+    push_recipe.main(["--folder", result["backbone_dir"], "--repo_id", repo + "-2"])
+
+
+def test_finetune_help_lists_tasks(capsys):
+    import finetune
+
+    assert finetune.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for task in ("classification", "segmentation", "landmarks"):
+        assert task in text
+
+
+def test_missing_dataset_path_is_clear_and_writes_nothing(tmp_path, tiny_teacher):
+    import distill
+
+    out = tmp_path / "run"
+    cfg = distill.load_distill_config(tiny_flags(out, teacher=str(tiny_teacher), dataset=str(tmp_path / "no" / "such")))
+    with pytest.raises(DatasetError, match="does not exist"):
+        distill.distill(cfg)
+    assert not out.exists()
+
+
+def test_unknown_key_lists_valid_keys():
+    import distill
+    import finetune
+
+    with pytest.raises(ConfigError, match="valid keys are:.*student"):
+        distill.load_distill_config(["--studnet", "resnet18_cifar"])
+    with pytest.raises(ConfigError, match="valid keys are:.*model"):
+        finetune.load_finetune_config(["--task", "classification", "--modle", "x"])
+
+
+def test_teacher_data_mismatch_fails_before_training(tmp_path, tiny_teacher):
+    import distill
+
+    out = tmp_path / "run"
+    cfg = distill.load_distill_config(tiny_flags(out, teacher=str(tiny_teacher)) + ["--image_size", "16"])
+    with pytest.raises(ConfigError, match=r"3x8x8 images but the data is 3x16x16"):
+        distill.distill(cfg)
+    assert not out.exists()
+
+
+def _image_folder(root: Path, corrupt: bool) -> Path:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                value = 40 if label == "a" else 200
+                Image.new("RGB", (8, 8), (value, (i * 30) % 255, value)).save(folder / f"{i}.png")
+    if corrupt:
+        (root / "train" / "a" / "broken.png").write_bytes(b"not an image at all")
+    return root
+
+
+def test_corrupt_image_is_a_counted_skip(tmp_path):
+    import finetune
+
+    from repfusion_zoo.data import UnreadableImageWarning
+
+    data = _image_folder(tmp_path / "data", corrupt=True)
+    cfg = finetune.load_finetune_config(["--model", "resnet18_cifar", "--pretrained", "false", "--model_kwargs",
+                                         "{channels: [8, 16, 32, 64]}", "--dataset", str(data), "--image_size", "8",
+                                         "--batch_size", "4", "--epochs", "1", "--output_dir", str(tmp_path / "ft")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = finetune.finetune(cfg)
+    skipped = [w for w in caught if issubclass(w.category, UnreadableImageWarning)]
+    assert skipped and "broken.png" in str(skipped[0].message)
+    assert result["metrics"]["count"] == 8.0  # the 8 readable test images, counted once
+    assert (Path(result["model_dir"]) / "model.safetensors").is_file()
+
+
+def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):
+    """Tables 4/5: a fine-tuned CNN's last map as the teacher (fixed t, no decoder g)."""
+    import distill
+
+    first = distill.distill(distill.load_distill_config(tiny_flags(tmp_path / "a", teacher=str(tiny_teacher), max_steps=1)))
+    cfg = distill.load_distill_config(tiny_flags(tmp_path / "b", teacher=first["backbone_dir"], max_steps=2,
+                                                 teacher_type="supervised", teacher_layer="", strategy="fixed",
+                                                 decoder="none"))
+    result = distill.distill(cfg)
+    log = result["epochs"][-1]
+    assert "loss/decoder" not in log and log["loss/distill"] > 0
+    assert (Path(result["backbone_dir"]) / "model.safetensors").is_file()

@@ -1,0 +1,78 @@
+"""Resumable state: atomic checkpoints, keep-last-K, and kill -9 + `--resume auto` == uninterrupted (bit-exact on CPU)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from _recipes_common import accelerate_cmd, env, load_weights, run, tiny_flags, train_tiny_teacher
+from repfusion_zoo.errors import ConfigError
+from repfusion_zoo.training.state import CheckpointManager, Progress, complete_checkpoints, resolve_resume
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return train_tiny_teacher(tmp_path_factory.getbasetemp() / "c2_tiny_teacher")
+
+
+def test_checkpoints_are_atomic_and_pruned(tmp_path):
+    acc = Accelerator(cpu=True)
+    model = acc.prepare(torch.nn.Linear(2, 2))
+    manager = CheckpointManager(acc, tmp_path, keep_last=2)
+    for step in (1, 2, 3):
+        manager.save(Progress(step=step, epoch=0, batch_in_epoch=step))
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [2, 3]
+    # a save killed half-way leaves a .tmp folder (and no progress.json): it is never picked
+    half = tmp_path / "checkpoints" / "step_9.tmp"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"partial")
+    assert resolve_resume("auto", tmp_path) == tmp_path / "checkpoints" / "step_3"
+    with torch.no_grad():
+        model.weight.zero_()
+    progress = manager.load(resolve_resume("auto", tmp_path))
+    assert progress.step == 3 and progress.batch_in_epoch == 3 and model.weight.abs().sum() > 0
+    assert resolve_resume("", tmp_path) is None
+    assert resolve_resume("auto", tmp_path / "fresh") is None
+    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+        resolve_resume(str(half), tmp_path)
+
+
+def test_kill9_then_resume_auto_is_bit_exact(tmp_path, tiny_teacher):
+    """SIGKILL a distillation mid-training once a step_N state exists; resume; weights == uninterrupted run."""
+    steps, save_every = 60, 5
+    flags = lambda out: tiny_flags(out, teacher=str(tiny_teacher), max_steps=steps, save_every=save_every,
+                                   keep_last=3, epochs=3, strategy="reinforce")
+    reference = tmp_path / "reference"
+    run(accelerate_cmd("distill.py", flags(reference)))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(accelerate_cmd("distill.py", flags(killed)), env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while not complete_checkpoints(killed) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        import os
+
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the training process it started
+    finally:
+        proc.wait(timeout=30)
+    done = [s for s, _ in complete_checkpoints(killed)]
+    assert done and max(done) < steps, done
+    assert not (killed / "backbone").exists()
+
+    run(accelerate_cmd("distill.py", flags(killed) + ["--resume", "auto"]))
+    expected, resumed = load_weights(reference / "backbone"), load_weights(killed / "backbone")
+    assert expected.keys() == resumed.keys()
+    different = [k for k in expected if not torch.equal(expected[k], resumed[k])]
+    assert not different, f"resumed weights differ from the uninterrupted run in {different[:5]}"
+    # the policy, decoder and connector too (the full training state at the end)
+    ref_state = load_weights(reference / "checkpoints" / f"step_{steps}")
+    res_state = load_weights(killed / "checkpoints" / f"step_{steps}")
+    assert all(torch.equal(ref_state[k], res_state[k]) for k in ref_state)
