@@ -337,12 +337,20 @@ def distill(cfg: Any) -> dict[str, Any]:
     return result
 
 
+#: task keys that describe the distillation data only: fine-tuning keeps the task's own value
+#: (the paper distils with flips only but fine-tunes face parsing with random scale 0.5-2)
+DISTILL_ONLY_KEYS = frozenset({"scale_range"})
+
+
 def finetune_settings(cfg: Any) -> dict[str, Any]:
-    """The fine-tune keys of the downstream comparison: the task's data keys from this config,
-    the `finetune_*` schedule, and the shared run keys (seed, precision, accumulation, trackers)."""
+    """The fine-tune keys of the downstream comparison: the task's keys from this config (only
+    those the task's config accepts, e.g. `data_root` and `crop_size` for segmentation, never
+    `image_size` / `in_chans` there), the `finetune_*` schedule, and the shared run keys (seed,
+    precision, accumulation, trackers)."""
     train_keys = set(to_dict(TrainConfig()))
     values = to_dict(cfg)
-    settings = {k: values[k] for k in get_task(cfg.task).default_config() if k in values and k not in train_keys}
+    settings = {k: values[k] for k in get_task(cfg.task).default_config()
+                if k in values and k not in train_keys and k not in DISTILL_ONLY_KEYS}
     settings.update(task=cfg.task, epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps, lr=cfg.finetune_lr,
                     batch_size=cfg.finetune_batch_size, milestones=list(cfg.finetune_milestones), seed=cfg.seed,
                     mixed_precision=cfg.mixed_precision, report_to=cfg.report_to, resume=cfg.resume,

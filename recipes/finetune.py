@@ -80,6 +80,22 @@ def architecture_of(backbone: Any, source: str) -> str:
     return source
 
 
+# card fields of a start folder that still describe the fine-tuned weights (where they came from, their terms)
+INHERITED_CARD_FIELDS = ("teacher", "paper", "license", "license_name", "license_link", "license_note")
+
+
+def card_fields(source: str, task: str, dataset: str) -> dict[str, Any]:
+    """The `card=` of `save_pretrained` for the fine-tuned model: the task and dataset the metrics
+    were measured on, plus the teacher/paper/license of a local start folder's config.json."""
+    fields: dict[str, Any] = {}
+    config_file = Path(source).expanduser() / "config.json"
+    if config_file.is_file():
+        info = json.loads(config_file.read_text()).get("repfusion") or {}
+        fields.update({k: info[k] for k in INHERITED_CARD_FIELDS if info.get(k)})
+    fields.update(task=task, dataset=dataset)
+    return fields
+
+
 def finetune(cfg: Any) -> dict[str, Any]:
     """Train, evaluate, save (and push) one fine-tuning run; returns metrics and paths."""
     set_torch_threads_from_env()
@@ -116,10 +132,10 @@ def finetune(cfg: Any) -> dict[str, Any]:
 
         backbone = task.backbone_of(acc.unwrap_model(model))
         card_metrics = {k: v for k, v in metrics.items() if k != "count"}
+        dataset = str(values.get("dataset", "")) or "unknown"
         save_pretrained(backbone, model_dir, architecture=architecture_of(backbone, cfg.model),
-                        model_name=cfg.model_name or out.name, metrics=card_metrics)
-        dataset = str(values.get("dataset", ""))
-        update_card_metrics(model_dir, card_metrics, task=cfg.task, dataset=dataset)
+                        model_name=cfg.model_name or out.name, metrics=card_metrics,
+                        card=card_fields(cfg.model, cfg.task, dataset))
         source = Path(cfg.model).expanduser()
         if cfg.update_source_card and source.is_dir() and (source / "config.json").is_file():
             update_card_metrics(source, card_metrics, task=cfg.task, dataset=dataset)

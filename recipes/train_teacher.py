@@ -324,6 +324,7 @@ def _build_run(cfg: TeacherConfig, accelerator, run_dir: Path) -> _Run:
 
 def _optimise(cfg: TeacherConfig, run: _Run, progress, bar) -> float:
     """Train from `progress` to `cfg.max_steps` optimiser steps; returns the last logged loss."""
+    from repfusion_zoo.training.loop import epoch_batches
     from repfusion_zoo.training.state import seed_step
 
     acc = run.accelerator
@@ -332,7 +333,9 @@ def _optimise(cfg: TeacherConfig, run: _Run, progress, bar) -> float:
     while progress.step < cfg.max_steps:
         run.sampler.set_epoch(progress.epoch)
         run.seeded.set_epoch(progress.epoch)
-        batches = acc.skip_first_batches(run.loader, progress.batch_in_epoch) if progress.batch_in_epoch else run.loader
+        # the order and augmentation are a function of the epoch only (Accelerate would reset them to
+        # its own pass count, so a resumed run would replay epoch 0's order)
+        batches = epoch_batches(acc, run.loader, progress.epoch, progress.batch_in_epoch)
         for batch in batches:
             # noise and time steps are a function of (seed, step, micro-batch, rank): resumable bit-exactly
             seed_step(cfg.seed, progress.step * accumulation + micro, acc.process_index)
@@ -380,8 +383,12 @@ def train_teacher(cfg: TeacherConfig, accelerator=None) -> Path:
     """Train (or, with `reuse`, find) the teacher described by `cfg`; return its folder.
 
     `accelerator`: an existing `accelerate.Accelerator` to run under (its precision and
-    gradient accumulation apply; its trackers are left open); by default one is made from `cfg`.
+    gradient accumulation apply; its trackers are left open); by default one is made from `cfg`
+    (`make_accelerator`), and the trackers this call opened on it are finished before it returns.
     Every process must call this (it is collective); the main process writes the folder.
+    The process group is left up either way, so the caller can go on in the same process
+    (e.g. recipes/distill.py distils next); only `main()`, where this is the whole program,
+    destroys it at the end.
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -422,7 +429,10 @@ def train_teacher(cfg: TeacherConfig, accelerator=None) -> Path:
         accelerator.print(f"teacher: {out} ({progress.step} steps, loss {last_loss:.4f}, {seconds:.0f} s)")
     accelerator.wait_for_everyone()
     if own_accelerator:
-        accelerator.end_training()
+        # not accelerator.end_training(): it also destroys the process group, which would break
+        # any collective the caller runs after this in the same process (main() destroys it)
+        for tracker in accelerator.trackers:
+            tracker.finish()
     return out
 
 
@@ -435,7 +445,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if wants_help(argv):
         print(format_help(TeacherConfig, "accelerate launch recipes/train_teacher.py", __doc__.split("\n\n")[0]))
         sys.exit(0)
-    return train_teacher(parse_config(argv))
+    out = train_teacher(parse_config(argv))
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()  # the whole program ends here (no-op for one process)
+    return out
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ def test_segmentation_run_writes_a_loadable_folder_with_metrics(parsing_run: Pat
     card = _card_metrics(parsing_run / "model")
     values = [m["value"] for r in card["model-index"][0]["results"] for m in r["metrics"]]
     assert pytest.approx(metrics["mIoU"]) in values
+    results = card["model-index"][0]["results"]
+    assert {(r["task"]["type"], r["dataset"]["name"]) for r in results} == {("image-segmentation", "CelebAMask-HQ")}
     model = repfusion_zoo.create_model(str(parsing_run / "model"), pretrained=True)
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 512)
     pictures = sorted((parsing_run / "pictures").glob("parsing_*.png"))
@@ -174,3 +176,31 @@ def test_celebahq_distill_config_trains_decoder_g_on_parsing_masks(tmp_path: Pat
     assert all(math.isfinite(entry["loss/decoder"]) for entry in logged if "loss/decoder" in entry)
     assert any("loss/decoder" in entry for entry in logged), logged[:1]
     assert (out / "backbone" / "model.safetensors").is_file()
+
+
+def test_celebahq_distill_then_finetune_chain(tmp_path: Path) -> None:
+    """`distill.py --config celebahq_resnet18.yaml --finetune true`: the downstream runs get the
+    segmentation keys (data_root, sizes; no image_size / in_chans) and their cards name the task."""
+    from diffusers import UNet2DModel
+
+    teacher = tmp_path / "teacher"
+    UNet2DModel(sample_size=32, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")
+                ).save_pretrained(teacher)
+    data = write_celebamask(tmp_path / "CelebAMask-HQ", num_images=6)
+    out = tmp_path / "distill"
+    env = {**os.environ, "REPFUSION_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO)}
+    result = subprocess.run([
+        sys.executable, str(REPO / "recipes" / "distill.py"), "--config", str(CONFIGS / "celebahq_resnet18.yaml"),
+        "--teacher", str(teacher), "--teacher_layer", "mid", "--data_root", str(data), "--output_dir", str(out),
+        "--image_size", "32", "--base_size", "32", "--crop_size", "32", "--eval_size", "32", "--batch_size", "2",
+        "--max_steps", "1", "--mixed_precision", "no", "--val_fraction", "0.2", "--test_fraction", "0.2",
+        "--finetune", "true", "--finetune_max_steps", "1", "--finetune_batch_size", "2", "--eval_batch_size", "2",
+    ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "downstream segmentation mIoU: distilled" in result.stdout and "vs  scratch" in result.stdout
+    assert json.loads((out / "config.json").read_text())["scale_range"] == [1.0, 1.0]  # distillation: flips only
+    for run in ("finetune_distilled", "finetune_scratch"):
+        results = _card_metrics(out / run / "model")["model-index"][0]["results"]
+        assert {(r["task"]["type"], r["dataset"]["name"]) for r in results} == {("image-segmentation", "CelebAMask-HQ")}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from _recipes_common import RECIPES, TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags, train_tiny_teacher
 from repfusion_zoo.errors import ConfigError, DatasetError
@@ -44,6 +45,8 @@ def test_offline_default_shortened_runs_whole_chain(tmp_path):
         assert 0.0 <= top1 <= 100.0
     card = (out / "finetune_distilled" / "model" / "README.md").read_text()
     assert "top1" in card
+    result = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]
+    assert result["task"]["type"] == "image-classification" and result["dataset"]["name"] == "digits"
     config = json.loads((out / "backbone" / "config.json").read_text())
     assert config["architecture"] == "resnet18_cifar" and config["num_classes"] == 0
     assert "classification" in json.dumps(config["repfusion"].get("metrics", {}))  # written back by the fine-tune
@@ -159,3 +162,24 @@ def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):
     log = result["epochs"][-1]
     assert "loss/decoder" not in log and log["loss/distill"] > 0
     assert (Path(result["backbone_dir"]) / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("pretrained", [True, False])
+def test_finetune_model_starts_from_the_folder_weights(tmp_path, pretrained):
+    """A distilled backbone folder (no head) fine-tunes from its own weights, with a fresh head."""
+    from repfusion_zoo import create_model, save_pretrained
+    from repfusion_zoo.tasks import get_task
+
+    torch.manual_seed(0)
+    backbone = create_model("resnet18_cifar", num_classes=0, channels=[8, 16, 32, 64])
+    with torch.no_grad():  # not what a fresh init would give
+        for parameter in backbone.parameters():
+            parameter.add_(1.0)
+    folder = save_pretrained(backbone, tmp_path / "backbone", architecture="resnet18_cifar")
+    task = get_task("classification")()
+    model = task.build_model(str(folder), pretrained, {**task.default_config(), "num_classes": 10})
+    trunk = task.backbone_of(model)
+    assert torch.equal(trunk.conv1.weight, backbone.conv1.weight)
+    state = trunk.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in backbone.state_dict().items())
+    assert trunk.get_classifier().out_features == 10

@@ -116,6 +116,17 @@ def test_resume_auto_is_bit_exact(tiny_teacher: Path, tmp_path: Path):
     assert a == b
 
 
+def test_resume_across_an_epoch_boundary_is_bit_exact(tmp_path: Path):
+    """2 steps per epoch; resumed at step 3 (epoch 1, batch 1) it must take epoch 1's order, not replay epoch 0's."""
+    flags = [*TINY, "--batch_size", "512", "--num_samples", "0", "--checkpointing_steps", "3"]
+    whole = tt.main([*flags, "--output_dir", str(tmp_path / "a" / "teacher")])
+    shutil.copytree(tmp_path / "a" / "teacher.run", tmp_path / "b" / "teacher.run")
+    assert [p.name for p in (tmp_path / "b" / "teacher.run" / "checkpoints").iterdir()] == ["step_3"]
+    resumed = tt.main([*flags, "--output_dir", str(tmp_path / "b" / "teacher"), "--resume", "auto"])
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    assert (whole / weights).read_bytes() == (resumed / weights).read_bytes()
+
+
 def test_missing_dataset_writes_nothing(tmp_path: Path):
     from repfusion_zoo.errors import DatasetError
 

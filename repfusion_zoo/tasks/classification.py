@@ -52,14 +52,17 @@ def create_backbone(name: str, pretrained: bool, *, num_classes: int, in_chans: 
                     model_kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     """A timm-style model with a `num_classes` head from a zoo/timm name, `hf-hub:` id or folder.
 
-    Pretrained weights and folders keep their stem; a head of another size (or none, as in a
-    distilled backbone) is replaced with a fresh `num_classes` head.
+    A folder (config.json + model.safetensors, e.g. a distilled backbone) and an `hf-hub:` id
+    always load their weights (`repfusion_zoo.hub.load_pretrained`: safetensors only, strict keys);
+    a name loads them when `pretrained`. These keep their stem; a head of another size (or none,
+    as in a distilled backbone) is replaced with a fresh `num_classes` head.
     """
     from .. import create_model
 
     is_folder = Path(str(name)).expanduser().is_dir()
     if pretrained or is_folder or str(name).startswith("hf-hub:"):
-        model = create_model(str(name), pretrained=True) if not is_folder else create_model(str(Path(name).expanduser()))
+        source = str(Path(name).expanduser()) if is_folder else str(name)
+        model = create_model(source, pretrained=True)
         if getattr(model, "num_classes", None) != num_classes:
             model.reset_classifier(num_classes)
         if stem_in_chans(model) not in (None, in_chans):
