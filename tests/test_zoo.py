@@ -205,5 +205,5 @@ def test_timm_names_are_never_replaced() -> None:
 def test_model_card_table_is_current(repo_root: Path) -> None:
     card = (repo_root / "MODEL_CARD.md").read_text()
     table = model_table()
-    assert table in card, "regenerate the table with `python -m repfusion_zoo.zoo`"
+    assert table in card, "regenerate the table with `repfusion-zoo models`"
     assert table.count("not trained yet") == len(ZOO)
