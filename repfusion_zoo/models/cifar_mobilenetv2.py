@@ -17,7 +17,7 @@ from timm.models._efficientnet_builder import decode_arch_def, resolve_act_layer
 from timm.models.efficientnet import EfficientNet
 
 from ..errors import ConfigError
-from . import CIFAR10_MEAN, CIFAR10_STD, register_new_model
+from . import cifar_cfg, register_new_model
 
 __all__ = ["CifarMobileNetV2"]
 
@@ -61,21 +61,7 @@ class CifarMobileNetV2(EfficientNet):
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "pool_size": (4, 4),
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": CIFAR10_MEAN,
-        "std": CIFAR10_STD,
-        "first_conv": "conv_stem",
-        "classifier": "classifier",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1801.04381",
-        **kwargs,
-    }
+    return cifar_cfg(first_conv="conv_stem", classifier="classifier", paper_ids="arXiv:1801.04381", **kwargs)
 
 
 default_cfgs = generate_default_cfgs({

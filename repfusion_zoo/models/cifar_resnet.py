@@ -13,7 +13,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..errors import ConfigError
-from . import CIFAR10_MEAN, CIFAR10_STD, register_new_model
+from . import cifar_cfg, register_new_model
 
 __all__ = ["CifarResNet"]
 
@@ -51,20 +51,7 @@ class CifarResNet(ResNet):
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "pool_size": (4, 4),
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": CIFAR10_MEAN,
-        "std": CIFAR10_STD,
-        "first_conv": "conv1",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        **kwargs,
-    }
+    return cifar_cfg(first_conv="conv1", classifier="fc", **kwargs)
 
 
 default_cfgs = generate_default_cfgs({

@@ -20,7 +20,7 @@ from timm.models._manipulate import named_apply
 from timm.models.resnetv2 import PreActBasic, ResNetStage
 
 from ..errors import ConfigError
-from . import CIFAR10_MEAN, CIFAR10_STD, register_new_model
+from . import cifar_cfg, register_new_model
 
 __all__ = ["WideResNet"]
 
@@ -175,21 +175,7 @@ def _init_weights(module: nn.Module, name: str = "") -> None:
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "pool_size": (8, 8),
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": CIFAR10_MEAN,
-        "std": CIFAR10_STD,
-        "first_conv": "stem",
-        "classifier": "head.fc",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1605.07146",
-        **kwargs,
-    }
+    return cifar_cfg(first_conv="stem", classifier="head.fc", pool_size=(8, 8), paper_ids="arXiv:1605.07146", **kwargs)
 
 
 default_cfgs = generate_default_cfgs({
