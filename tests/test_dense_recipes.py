@@ -151,9 +151,8 @@ def test_landmarks_run_from_the_parsing_backbone(parsing_run: Path, tmp_path: Pa
     assert len(list((out / "pictures").glob("landmarks_*.png"))) == 2
 
 
-def test_celebahq_distill_config_trains_decoder_g_on_parsing_masks(tmp_path: Path) -> None:
-    """Part 3 fits together: recipes/configs/celebahq_resnet18.yaml (segmentation labels, FCN decoder g,
-    spatial hint) runs on CelebAMask-HQ files through this task's loader (tiny random teacher, 32 px)."""
+def _distill_celebahq_config(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run recipes/distill.py on celebahq_resnet18.yaml at 32 px: tiny random teacher, 6 synthetic images."""
     from diffusers import UNet2DModel
 
     teacher = tmp_path / "teacher"
@@ -168,9 +167,16 @@ def test_celebahq_distill_config_trains_decoder_g_on_parsing_masks(tmp_path: Pat
         sys.executable, str(REPO / "recipes" / "distill.py"), "--config", str(CONFIGS / "celebahq_resnet18.yaml"),
         "--teacher", str(teacher), "--teacher_layer", "mid", "--data_root", str(data), "--output_dir", str(out),
         "--image_size", "32", "--base_size", "32", "--crop_size", "32", "--eval_size", "32", "--batch_size", "2",
-        "--max_steps", "2", "--log_every", "1", "--mixed_precision", "no", "--val_fraction", "0.2", "--test_fraction", "0.2",
+        "--mixed_precision", "no", "--val_fraction", "0.2", "--test_fraction", "0.2", *flags,
     ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result, out
+
+
+def test_celebahq_distill_config_trains_decoder_g_on_parsing_masks(tmp_path: Path) -> None:
+    """Part 3 fits together: recipes/configs/celebahq_resnet18.yaml (segmentation labels, FCN decoder g,
+    spatial hint) runs on CelebAMask-HQ files through this task's loader (tiny random teacher, 32 px)."""
+    result, out = _distill_celebahq_config(tmp_path, "--max_steps", "2", "--log_every", "1")
     assert "decoder=fcn" in result.stdout and "loss=hint" in result.stdout
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
     assert all(math.isfinite(entry["loss/decoder"]) for entry in logged if "loss/decoder" in entry)
@@ -181,24 +187,10 @@ def test_celebahq_distill_config_trains_decoder_g_on_parsing_masks(tmp_path: Pat
 def test_celebahq_distill_then_finetune_chain(tmp_path: Path) -> None:
     """`distill.py --config celebahq_resnet18.yaml --finetune true`: the downstream runs get the
     segmentation keys (data_root, sizes; no image_size / in_chans) and their cards name the task."""
-    from diffusers import UNet2DModel
-
-    teacher = tmp_path / "teacher"
-    UNet2DModel(sample_size=32, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")
-                ).save_pretrained(teacher)
-    data = write_celebamask(tmp_path / "CelebAMask-HQ", num_images=6)
-    out = tmp_path / "distill"
-    env = {**os.environ, "REPFUSION_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}
-    result = subprocess.run([
-        sys.executable, str(REPO / "recipes" / "distill.py"), "--config", str(CONFIGS / "celebahq_resnet18.yaml"),
-        "--teacher", str(teacher), "--teacher_layer", "mid", "--data_root", str(data), "--output_dir", str(out),
-        "--image_size", "32", "--base_size", "32", "--crop_size", "32", "--eval_size", "32", "--batch_size", "2",
-        "--max_steps", "1", "--mixed_precision", "no", "--val_fraction", "0.2", "--test_fraction", "0.2",
-        "--finetune", "true", "--finetune_max_steps", "1", "--finetune_batch_size", "2", "--eval_batch_size", "2",
-    ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    result, out = _distill_celebahq_config(
+        tmp_path, "--max_steps", "1", "--finetune", "true", "--finetune_max_steps", "1",
+        "--finetune_batch_size", "2", "--eval_batch_size", "2",
+    )
     assert "downstream segmentation mIoU: distilled" in result.stdout and "vs  scratch" in result.stdout
     assert json.loads((out / "config.json").read_text())["scale_range"] == [1.0, 1.0]  # distillation: flips only
     for run in ("finetune_distilled", "finetune_scratch"):
