@@ -35,9 +35,9 @@ def _assert_names_the_ways_out(error: NoNetworkError, name: str, pinned: str) ->
         assert way_out in message, way_out
 
 
-def test_offline_with_filled_cache_makes_no_network_call(filled_hub_cache, hub_server_instance, tmp_path):
+def test_offline_with_filled_cache_makes_no_network_call(filled_hub_cache, hub_server_instance, tmp_path, repo_root):
     """In a fresh process (huggingface_hub reads HF_* at import): HF_HUB_OFFLINE=1, a filled cache, and
-    HF_ENDPOINT at the live local Hub, whose request log must not grow."""
+    HF_ENDPOINT at the live local Hub, whose request log must not grow. torch.hub through hubconf.py too."""
     published = filled_hub_cache.published
     out = tmp_path / "offline.safetensors"
     code = textwrap.dedent(f"""
@@ -48,6 +48,17 @@ def test_offline_with_filled_cache_makes_no_network_call(filled_hub_cache, hub_s
         unpinned = load_pretrained("hf-hub:{published.repo_id}")  # branch main, resolved from the cache refs
         for a, b in zip(pinned.state_dict().values(), unpinned.state_dict().values()):
             assert (a == b).all()
+        import torch
+        overlay = dict(hf_hub_id={published.hf_hub_id!r})
+        hub_model = torch.hub.load({str(repo_root)!r}, {published.name!r}, source="local", pretrained=True,
+                                   pretrained_cfg_overlay=overlay)
+        for a, b in zip(pinned.state_dict().values(), hub_model.state_dict().values()):
+            assert (a == b).all()
+        features = torch.hub.load({str(repo_root)!r}, {published.name!r}, source="local", pretrained=True,
+                                  features_only=True, pretrained_cfg_overlay=overlay)
+        maps = features(torch.randn(1, 3, 32, 32))
+        assert [m.shape[1] for m in maps] == features.feature_info.channels()
+        assert torch.equal(features.stem.weight, pinned.stem.weight)
         safetensors.torch.save_file(pinned.state_dict(), {str(out)!r})
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(filled_hub_cache.cache_dir),
