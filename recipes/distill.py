@@ -276,7 +276,8 @@ def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: P
     save_pretrained(student, backbone_dir, architecture=_architecture(student, cfg.student),
                     model_name=cfg.model_name or None,
                     card={"teacher": cfg.teacher or f"recipes/train_teacher.py ({cfg.teacher_config})",
-                          "dataset": cfg.dataset, "recipe": _command(cfg)})
+                          "dataset": cfg.dataset, "recipe": _command(cfg),
+                          "input_size": (cfg.in_chans, cfg.image_size, cfg.image_size)})
     plot = plot_timestep_histograms(trainer.epochs_history(), out / "timesteps.png")
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
     trainer.print(f"[distill] backbone written to {backbone_dir.resolve()}")

@@ -84,10 +84,14 @@ def architecture_of(backbone: Any, source: str) -> str:
 INHERITED_CARD_FIELDS = ("teacher", "paper", "license", "license_name", "license_link", "license_note")
 
 
-def card_fields(source: str, task: str, dataset: str) -> dict[str, Any]:
+def card_fields(source: str, task: str, dataset: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `card=` of `save_pretrained` for the fine-tuned model: the task and dataset the metrics
-    were measured on, plus the teacher/paper/license of a local start folder's config.json."""
+    were measured on, the input size it was trained at (tasks with `image_size`/`in_chans`), plus
+    the teacher/paper/license of a local start folder's config.json."""
     fields: dict[str, Any] = {}
+    values = values or {}
+    if values.get("image_size") and values.get("in_chans"):
+        fields["input_size"] = (values["in_chans"], values["image_size"], values["image_size"])
     config_file = Path(source).expanduser() / "config.json"
     if config_file.is_file():
         info = json.loads(config_file.read_text()).get("repfusion") or {}
@@ -135,7 +139,7 @@ def finetune(cfg: Any) -> dict[str, Any]:
         dataset = str(values.get("dataset", "")) or "unknown"
         save_pretrained(backbone, model_dir, architecture=architecture_of(backbone, cfg.model),
                         model_name=cfg.model_name or out.name, metrics=card_metrics,
-                        card=card_fields(cfg.model, cfg.task, dataset))
+                        card=card_fields(cfg.model, cfg.task, dataset, values))
         source = Path(cfg.model).expanduser()
         if cfg.update_source_card and source.is_dir() and (source / "config.json").is_file():
             update_card_metrics(source, card_metrics, task=cfg.task, dataset=dataset)

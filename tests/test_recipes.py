@@ -49,6 +49,9 @@ def test_offline_default_shortened_runs_whole_chain(tmp_path):
     assert result["task"]["type"] == "image-classification" and result["dataset"]["name"] == "digits"
     config = json.loads((out / "backbone" / "config.json").read_text())
     assert config["architecture"] == "resnet18_cifar" and config["num_classes"] == 0
+    assert config["pretrained_cfg"]["input_size"] == [3, 8, 8]  # the size it was distilled at, not the zoo's 32
+    distilled = json.loads((out / "finetune_distilled" / "model" / "config.json").read_text())
+    assert distilled["pretrained_cfg"]["input_size"] == [3, 8, 8]
     assert "classification" in json.dumps(config["repfusion"].get("metrics", {}))  # written back by the fine-tune
     assert list((out / "logs").rglob("events.out.tfevents*")), "tensorboard tracker wrote nothing"
     assert list((out / "finetune_distilled" / "pictures").glob("*.png"))

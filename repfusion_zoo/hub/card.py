@@ -119,7 +119,7 @@ def card_body(config: dict[str, Any]) -> str:
         "## Model details",
         f"- **Architecture (timm):** `{arch}`",
         f"- **Teacher:** {info.get('teacher') or 'not recorded'}",
-        f"- **Distillation dataset:** {info.get('dataset') or 'not recorded'}",
+        f"- **Training data:** {info.get('dataset') or 'not recorded'}",
         f"- **Input size:** {tuple(cfg.get('input_size', ())) or 'not recorded'}; "
         f"mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))}",
         f"- **Classes:** {config.get('num_classes')}; **features:** {config.get('num_features')}",

@@ -216,6 +216,7 @@ def build_config(
     config = _timm_config(model, architecture)
     card = dict(card or {})
     task = card.pop("task", "classification")
+    input_size = card.pop("input_size", None)  # the size the weights were trained at, if not the zoo entry's
     info = {**_zoo_info(model_name), **card}
     info.pop("published", None)  # registry state, not a property of these weights
     info.update(name=model_name or info.get("name") or architecture, architecture=architecture)
@@ -230,6 +231,8 @@ def build_config(
         pretrained_cfg.pop(key, None)
         if zoo_cfg.get(key) is not None:
             pretrained_cfg[key] = _json_safe(zoo_cfg[key])
+    if input_size is not None:
+        pretrained_cfg["input_size"] = [int(v) for v in input_size]
     if info.get("license"):
         pretrained_cfg["license"] = info["license"]
     if info.get("paper"):
@@ -301,7 +304,8 @@ def save_pretrained(
         metrics: ``{metric: value}`` measured for ``card["task"]`` (default classification) on
             ``card["dataset"]`` (default: the zoo entry's dataset).
         card: extra card fields: ``teacher``, ``dataset``, ``license``, ``paper``, ``recipe``,
-            ``description``, ``tags``, ``task``.
+            ``description``, ``tags``, ``task``, and ``input_size`` ``(C, H, W)`` where the weights
+            were trained at another size than the zoo entry's (it goes into ``pretrained_cfg``).
 
     Returns:
         the folder path.
