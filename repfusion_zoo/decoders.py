@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repfusion_zoo.errors import ConfigError, InputError
+from repfusion_zoo.losses.matching import pool, resize_to
 
 __all__ = [
     "LinearDecoder",
@@ -32,12 +33,8 @@ IGNORE_INDEX = 255
 
 
 def _pool(feature: torch.Tensor) -> torch.Tensor:
-    """``[B, C, h, w] -> [B, C]`` (global average); ``[B, C]`` passes through."""
-    if feature.dim() == 4:
-        return feature.mean(dim=(2, 3))
-    if feature.dim() == 2:
-        return feature
-    raise InputError(f"a pooled decoder takes a feature [B, C, h, w] or [B, C]; got {tuple(feature.shape)}.")
+    """``[B, C, h, w] -> [B, C]`` (global average); ``[B, C]`` passes through; else :class:`InputError`."""
+    return pool(feature, "a pooled decoder", InputError)
 
 
 class LinearDecoder(nn.Module):
@@ -127,8 +124,7 @@ def _dense_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> 
             f"dense labels {tuple(labels.shape)} need logits [B, K, h, w]; got {tuple(logits.shape)} "
             "(use the 'fcn' decoder for segmentation)."
         )
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = resize_to(logits, labels)
     pixel = F.cross_entropy(logits.float(), labels.long(), ignore_index=ignore_index, reduction="none")  # [B, H, W]
     valid = (labels != ignore_index).flatten(1).to(pixel.dtype)
     return (pixel.flatten(1) * valid).sum(1) / valid.sum(1).clamp(min=1.0)
@@ -141,9 +137,7 @@ def _heatmap_mse(logits: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
             f"heatmap labels {tuple(heatmaps.shape)} need logits [B, K={heatmaps.shape[1]}, h, w]; "
             f"got {tuple(logits.shape)}."
         )
-    if logits.shape[-2:] != heatmaps.shape[-2:]:
-        logits = F.interpolate(logits, size=heatmaps.shape[-2:], mode="bilinear", align_corners=False)
-    return (logits.float() - heatmaps.float()).pow(2).flatten(1).mean(1)
+    return (resize_to(logits, heatmaps).float() - heatmaps.float()).pow(2).flatten(1).mean(1)
 
 
 def decoder_task_loss(

@@ -217,7 +217,10 @@ class ReinforcePolicy(nn.Module):
         return self.distribution(x).probs
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
-        """One t per sample: sampled in training, argmax (or sampled, see ``eval_mode``) at eval."""
+        """One t per sample: sampled in training, argmax (or sampled, see ``eval_mode``) at eval.
+
+        ``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B], log_prob [B], entropy [B])``.
+        """
         dist = self.distribution(x)
         if self.training or self.eval_mode == "sample":
             idx = dist.sample()
@@ -226,6 +229,7 @@ class ReinforcePolicy(nn.Module):
         return TimestepSample(t=self.actions[idx], log_prob=dist.log_prob(idx), entropy=dist.entropy())
 
     def entropy_weight_at(self, progress: float) -> float:
+        """lambda_H at ``progress`` (fraction of training done), by this policy's schedule."""
         return entropy_weight_at(self.entropy_weight, progress, self.entropy_decay_until)
 
     def _advantage(self, reward: torch.Tensor) -> torch.Tensor:
@@ -287,6 +291,7 @@ class FixedTimestep(nn.Module):
         self.num_train_timesteps = num_train_timesteps
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
+        """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, every entry ``self.t``."""
         _check_images(x)
         return TimestepSample(t=torch.full((x.shape[0],), self.t, dtype=torch.long, device=x.device))
 
@@ -307,6 +312,7 @@ class UniformTimestep(nn.Module):
         self.num_train_timesteps = int(num_train_timesteps)
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
+        """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, each entry uniform over 0..T-1."""
         _check_images(x)
         t = torch.randint(0, self.num_train_timesteps, (x.shape[0],), device=x.device)
         return TimestepSample(t=t)

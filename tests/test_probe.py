@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from diffusers import UNet2DModel
+from test_teachers import _tiny_unet  # the same tiny seeded UNet as the teacher tests
 
 from repfusion_zoo.cli import main
 from repfusion_zoo.probe import probe_timesteps, spectrum, write_probe
@@ -17,15 +18,7 @@ from repfusion_zoo.teachers import DiffusionTeacher
 
 @pytest.fixture(scope="module")
 def tiny_unet() -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=16,
-        block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=8,
-    ).eval()
+    return _tiny_unet()
 
 
 def test_spectrum_of_known_matrices():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repfusion_zoo.losses.matching import require_map
+from repfusion_zoo.losses.matching import require_map, resize_to
 
 __all__ = ["attention_map", "attention_transfer_loss", "AttentionTransferLoss"]
 
@@ -32,15 +32,15 @@ def attention_transfer_loss(student: torch.Tensor, teacher: torch.Tensor, p: flo
     is resized to ``[ht, wt]``. Returns a scalar (unweighted).
     """
     require_map(student, teacher, "attention transfer loss")
-    a_s = _raw_attention(student, p)
-    if a_s.shape[-2:] != teacher.shape[-2:]:
-        a_s = F.interpolate(a_s, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
-    a_s = F.normalize(a_s.flatten(1), dim=1)
+    a_s = F.normalize(resize_to(_raw_attention(student, p), teacher).flatten(1), dim=1)
     return (a_s - attention_map(teacher, p)).pow(2).mean()
 
 
 class AttentionTransferLoss(nn.Module):
-    """``weight * attention_transfer_loss(student, teacher, p)``; weight 1000 and p = 2 as in the paper."""
+    """``weight * attention_transfer_loss(student, teacher, p)``; weight 1000 and p = 2 as in the paper.
+
+    ``forward(student [B, Cs, hs, ws], teacher [B, Ct, ht, wt]) -> scalar``.
+    """
 
     def __init__(self, weight: float = 1000.0, p: float = 2) -> None:
         super().__init__()

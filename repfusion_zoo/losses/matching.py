@@ -1,7 +1,8 @@
-"""Shape checks and size matching shared by the distillation losses.
+"""Shape checks, size matching and pooling shared by the distillation losses and decoder g.
 
 Direction (one rule for every loss): the **student** map is bilinearly interpolated
 (``align_corners=False``) to the **teacher**'s spatial size; the teacher feature is never resized.
+(Decoder g's task loss uses the same rule: its logits are resized to the labels.)
 """
 from __future__ import annotations
 
@@ -38,16 +39,20 @@ def require_map(student: torch.Tensor, teacher: torch.Tensor, loss: str) -> None
 
 
 def resize_to(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """The student map ``[B, C, hs, ws]`` bilinearly resized to the teacher's ``[ht, wt]``."""
+    """The student map ``[B, C, hs, ws]`` bilinearly resized to the teacher's ``[..., ht, wt]``
+    (its last two sizes; e.g. a label map ``[B, H, W]``); returned as is where they already match."""
     if student.shape[-2:] == teacher.shape[-2:]:
         return student
     return F.interpolate(student, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def pool(feature: torch.Tensor, loss: str) -> torch.Tensor:
-    """``[B, C, h, w] -> [B, C]`` (global average); ``[B, C]`` passes through."""
+def pool(feature: torch.Tensor, what: str, error: type[Exception] = ShapeMismatchError) -> torch.Tensor:
+    """``[B, C, h, w] -> [B, C]`` (global average); ``[B, C]`` passes through.
+
+    Any other shape raises ``error`` naming ``what`` (the loss or decoder that was fed it).
+    """
     if feature.dim() == 4:
         return feature.mean(dim=(2, 3))
     if feature.dim() == 2:
         return feature
-    raise ShapeMismatchError(f"{loss} takes features [B, C, h, w] or [B, C]; got {_shape(feature)}.")
+    raise error(f"{what} takes features [B, C, h, w] or [B, C]; got {_shape(feature)}.")

@@ -7,6 +7,8 @@ A batch of one sample has no pairs: the distance term is 0 then, and the angle t
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,39 +34,49 @@ def _normalised_distances(e: torch.Tensor) -> torch.Tensor:
     return d / positive.mean()
 
 
-def _features(student: torch.Tensor, teacher: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
-    check_batch(student, teacher, loss)
-    return pool(student, loss).float(), pool(teacher, loss).float()
-
-
-def rkd_distance_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Smooth-L1 between mean-normalised pairwise distance matrices ``[B, B]``; scalar (unweighted)."""
-    s, t = _features(student, teacher, "RKD distance loss")
-    if s.shape[0] < 2:
-        return s.sum() * 0.0
-    with torch.no_grad():
-        t_d = _normalised_distances(t.detach())
-    return F.smooth_l1_loss(_normalised_distances(s), t_d)
-
-
 def _angles(e: torch.Tensor) -> torch.Tensor:
     """``[B, D] -> [B*B*B]``: cosines of the angle at each anchor j between i and k."""
     diff = F.normalize(e[None, :, :] - e[:, None, :], p=2, dim=2)  # [B, B, D]: e_j - e_i, unit
     return torch.bmm(diff, diff.transpose(1, 2)).flatten()
 
 
-def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Smooth-L1 between the triplet angle cosines of student and teacher; scalar (unweighted)."""
-    s, t = _features(student, teacher, "RKD angle loss")
-    if s.shape[0] < 3:
+def _relation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    relation: Callable[[torch.Tensor], torch.Tensor],
+    min_batch: int,
+    loss: str,
+) -> torch.Tensor:
+    """Smooth-L1 between ``relation`` of the pooled student and of the pooled (detached) teacher.
+
+    ``student``/``teacher`` ``[B, C, h, w]`` or ``[B, C]``; a batch smaller than ``min_batch`` has
+    no relation to match and gives 0 (still connected to the student's graph).
+    """
+    check_batch(student, teacher, loss)
+    s, t = pool(student, loss).float(), pool(teacher, loss).float()
+    if s.shape[0] < min_batch:
         return s.sum() * 0.0
     with torch.no_grad():
-        t_a = _angles(t.detach())
-    return F.smooth_l1_loss(_angles(s), t_a)
+        target = relation(t.detach())
+    return F.smooth_l1_loss(relation(s), target)
+
+
+def rkd_distance_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between mean-normalised pairwise distance matrices ``[B, B]``; scalar (unweighted)."""
+    return _relation_loss(student, teacher, _normalised_distances, 2, "RKD distance loss")
+
+
+def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between the triplet angle cosines of student and teacher; scalar (unweighted)."""
+    return _relation_loss(student, teacher, _angles, 3, "RKD angle loss")
 
 
 class RKDLoss(nn.Module):
-    """``distance_weight * rkd_distance_loss + angle_weight * rkd_angle_loss`` (25 and 50, the paper)."""
+    """``distance_weight * rkd_distance_loss + angle_weight * rkd_angle_loss`` (25 and 50, the paper).
+
+    ``forward(student [B, Cs, ...], teacher [B, Ct, ...]) -> scalar``; maps ``[B, C, h, w]`` are
+    pooled, vectors ``[B, C]`` pass through.
+    """
 
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0) -> None:
         super().__init__()

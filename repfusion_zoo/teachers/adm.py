@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
 from ..errors import ConfigError, InputError, TeacherNotFoundError, UnsafeWeightsError, WeightsMismatchError
+
+if TYPE_CHECKING:  # diffusers is imported on first use
+    from diffusers import UNet2DModel
 
 __all__ = [
     "ADMConfig",
@@ -167,14 +170,14 @@ def _attention(out: dict[str, torch.Tensor], adm: Mapping[str, torch.Tensor], ds
         out[f"{dst}.group_norm.{suffix}"] = adm[f"{src}.norm.{suffix}"]
 
 
-def _copy(out: dict, adm: Mapping, names: Mapping[str, str]) -> None:
+def _copy(out: dict[str, torch.Tensor], adm: Mapping[str, torch.Tensor], names: Mapping[str, str]) -> None:
     for dst, src in names.items():
         for suffix in ("weight", "bias"):
             if f"{src}.{suffix}" in adm:
                 out[f"{dst}.{suffix}"] = adm[f"{src}.{suffix}"]
 
 
-def convert_adm_state_dict(adm: Mapping[str, torch.Tensor], cfg: ADMConfig, unet) -> dict[str, torch.Tensor]:
+def convert_adm_state_dict(adm: Mapping[str, torch.Tensor], cfg: ADMConfig, unet: UNet2DModel) -> dict[str, torch.Tensor]:
     """ADM ``UNetModel`` state dict -> the `UNet2DModel` state dict of ``unet`` (built from `adm_unet_config`)."""
     out: dict[str, torch.Tensor] = {}
     names = {
@@ -189,18 +192,26 @@ def convert_adm_state_dict(adm: Mapping[str, torch.Tensor], cfg: ADMConfig, unet
     def attention(dst: str, src: str, module) -> None:
         _attention(out, adm, dst, src, module.heads, cfg.use_new_attention_order)
 
+    def layer(dst: str, j: int, block, src: str) -> None:
+        """Resnet ``j`` of a diffusers block (+ its attention) <- ADM's ``src.0`` (+ ``src.1``)."""
+        names.update(_resnet(f"{dst}.resnets.{j}", f"{src}.0"))
+        if getattr(block, "attentions", None):
+            attention(f"{dst}.attentions.{j}", f"{src}.1", block.attentions[j])
+
+    def resampler(dst: str, src: str, conv: str) -> None:
+        """A down/up-sampler: an ADM ResBlock (``resblock_updown``) or a plain conv (``src.conv``)."""
+        if cfg.resblock_updown:
+            names.update(_resnet(dst, src))
+        else:
+            names[f"{dst}.conv"] = f"{src}.{conv}"
+
     src = 1
     for level, block in enumerate(unet.down_blocks):
         for j, _ in enumerate(block.resnets):
-            names.update(_resnet(f"down_blocks.{level}.resnets.{j}", f"input_blocks.{src}.0"))
-            if getattr(block, "attentions", None):
-                attention(f"down_blocks.{level}.attentions.{j}", f"input_blocks.{src}.1", block.attentions[j])
+            layer(f"down_blocks.{level}", j, block, f"input_blocks.{src}")
             src += 1
         if block.downsamplers is not None:
-            if cfg.resblock_updown:
-                names.update(_resnet(f"down_blocks.{level}.downsamplers.0", f"input_blocks.{src}.0"))
-            else:
-                names[f"down_blocks.{level}.downsamplers.0.conv"] = f"input_blocks.{src}.0.op"
+            resampler(f"down_blocks.{level}.downsamplers.0", f"input_blocks.{src}.0", "op")
             src += 1
     names.update(_resnet("mid_block.resnets.0", "middle_block.0"))
     attention("mid_block.attentions.0", "middle_block.1", unet.mid_block.attentions[0])
@@ -208,15 +219,10 @@ def convert_adm_state_dict(adm: Mapping[str, torch.Tensor], cfg: ADMConfig, unet
     src = 0
     for level, block in enumerate(unet.up_blocks):
         for j, _ in enumerate(block.resnets):
-            names.update(_resnet(f"up_blocks.{level}.resnets.{j}", f"output_blocks.{src}.0"))
-            if getattr(block, "attentions", None):
-                attention(f"up_blocks.{level}.attentions.{j}", f"output_blocks.{src}.1", block.attentions[j])
+            layer(f"up_blocks.{level}", j, block, f"output_blocks.{src}")
             if j == len(block.resnets) - 1 and block.upsamplers is not None:
                 last = 2 if getattr(block, "attentions", None) else 1
-                if cfg.resblock_updown:
-                    names.update(_resnet(f"up_blocks.{level}.upsamplers.0", f"output_blocks.{src}.{last}"))
-                else:
-                    names[f"up_blocks.{level}.upsamplers.0.conv"] = f"output_blocks.{src}.{last}.conv"
+                resampler(f"up_blocks.{level}.upsamplers.0", f"output_blocks.{src}.{last}", "conv")
             src += 1
     _copy(out, adm, names)
     return {key: value.float() for key, value in out.items()}
@@ -243,7 +249,7 @@ def _load_adm_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def convert_adm_checkpoint(
     checkpoint: str | Path | Mapping[str, torch.Tensor], cfg: ADMConfig = ADM_IMAGENET64, out_dir: str | Path | None = None
-):
+) -> UNet2DModel:
     """An ADM ``.pt`` (or its state dict) -> `UNet2DModel`; ``out_dir`` also saves it (safetensors) with its scheduler.
 
     The saved folder is a pipeline folder (``unet/`` + ``scheduler/``) that `DiffusionTeacher` loads;
@@ -290,5 +296,8 @@ def tinyimagenet_class_map(wnids: list[str]) -> torch.Tensor:
     index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
     unknown = [w for w in wnids if w not in index]
     if unknown:
-        raise InputError(f"{len(unknown)} WordNet ids are not ImageNet-1k classes: {unknown[:5]}")
+        raise InputError(
+            f"{len(unknown)} WordNet ids are not ImageNet-1k classes: {unknown[:5]}; pass the dataset's class "
+            "WordNet ids in label order (e.g. Tiny-ImageNet's sorted wnids.txt), not names or label numbers"
+        )
     return torch.tensor([index[w] for w in wnids], dtype=torch.long)

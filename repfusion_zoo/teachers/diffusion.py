@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError, NoNetworkError, TeacherNotFoundError, UnsafeWeightsError
+
+if TYPE_CHECKING:  # diffusers is imported on first use, not with the package
+    from diffusers import DDPMScheduler, UNet2DModel
 
 __all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
 
@@ -71,7 +74,7 @@ def _check_weights(unet_dir: Path) -> None:
     raise TeacherNotFoundError(f"{unet_dir} has config.json but no {_WEIGHTS}: expected the UNet's weights there")
 
 
-def _scheduler_from(root: Path, unet_dir: Path):
+def _scheduler_from(root: Path, unet_dir: Path) -> DDPMScheduler | None:
     """The model's own DDPMScheduler: ``root/scheduler/`` or ``scheduler_config.json`` beside the UNet; else None."""
     from diffusers import DDPMScheduler
 
@@ -112,8 +115,8 @@ def _download(source: str) -> Path:
         ) from error
 
 
-def load_unet(source: str | Path):
-    """(UNet2DModel, DDPMScheduler | None) from a local folder or a Hub id ``org/name``."""
+def load_unet(source: str | Path) -> tuple[UNet2DModel, DDPMScheduler | None]:
+    """(UNet2DModel, DDPMScheduler | None) from a local folder or a Hub id ``org/name[@revision]``."""
     from diffusers import UNet2DModel
 
     path = Path(source).expanduser()
@@ -314,8 +317,12 @@ class DiffusionTeacher(nn.Module):
         labels = torch.as_tensor(class_labels, device=self.class_map.device).long()
         if labels.shape != (batch,):
             raise InputError(f"class_labels must have shape [B]=[{batch}], got {tuple(labels.shape)}")
-        if int(labels.min()) < 0 or int(labels.max()) >= len(self.class_map):
-            raise InputError(f"class label {int(labels.max())} is outside the class_map (covers 0..{len(self.class_map) - 1})")
+        outside = (labels < 0) | (labels >= len(self.class_map))
+        if bool(outside.any()):
+            raise InputError(
+                f"class labels {labels[outside].unique().tolist()} are outside the class_map (covers 0..{len(self.class_map) - 1}); "
+                "give a class_map with an entry for every dataset label"
+            )
         ids = self.class_map[labels]
         if int(ids.min()) < 0:
             raise InputError(f"dataset labels {labels[ids < 0].unique().tolist()} have no entry in the class_map")
