@@ -6,11 +6,14 @@ The paper's Figures 6 (parsing) and 7 (landmarks). Images are `[3, H, W]` in [0,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from torch import nn
+
+Prediction = TypeVar("Prediction")
 
 #: one colour per CelebAMask-HQ label (background, skin, nose, eye_g, l_eye, r_eye, l_brow, r_brow,
 #: l_ear, r_ear, mouth, u_lip, l_lip, hair, hat, ear_r, neck_l, neck, cloth)
@@ -39,6 +42,15 @@ def parsing_overlay(image: torch.Tensor, mask: torch.Tensor, alpha: float = 0.5)
     return Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
 
 
+def parsing_row(image: torch.Tensor, prediction: torch.Tensor, target: torch.Tensor | None = None) -> Image.Image:
+    """image `[3, H, W]` | target overlay (if given) | prediction overlay (masks `[H, W]`), side by side."""
+    panels = [Image.fromarray(to_uint8_image(image))]
+    if target is not None:
+        panels.append(parsing_overlay(image, target))
+    panels.append(parsing_overlay(image, prediction))
+    return side_by_side(panels)
+
+
 def landmark_overlay(
     image: torch.Tensor, points: torch.Tensor, target: torch.Tensor | None = None, radius: float = 1.5
 ) -> Image.Image:
@@ -64,23 +76,39 @@ def side_by_side(pictures: Sequence[Image.Image]) -> Image.Image:
     return row
 
 
+def predict_for_pictures(
+    predict: Callable[[nn.Module, Mapping[str, Any]], Prediction], model: nn.Module, batch: Mapping[str, Any]
+) -> Prediction:
+    """`predict(model, batch)` in eval mode without gradients; the model's train/eval mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return predict(model, batch)
+    finally:
+        model.train(was_training)
+
+
+def save_pictures(pictures: Iterable[Image.Image], out_dir: str | Path, prefix: str) -> list[Path]:
+    """Each picture as `<out_dir>/<prefix>_<i:02d>.png`; the folder is made if needed."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, picture in enumerate(pictures):
+        path = out / f"{prefix}_{i:02d}.png"
+        picture.save(path)
+        paths.append(path)
+    return paths
+
+
 def save_parsing_pictures(
     images: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor | None, out_dir: str | Path,
     prefix: str = "parsing", max_images: int = 4,
 ) -> list[Path]:
     """One PNG per image: image | target overlay | prediction overlay. images `[B, 3, H, W]`, masks `[B, H, W]`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(min(max_images, len(images))):
-        panels = [Image.fromarray(to_uint8_image(images[i]))]
-        if targets is not None:
-            panels.append(parsing_overlay(images[i], targets[i]))
-        panels.append(parsing_overlay(images[i], predictions[i]))
-        path = out / f"{prefix}_{i:02d}.png"
-        side_by_side(panels).save(path)
-        paths.append(path)
-    return paths
+    count = min(max_images, len(images))
+    pictures = (parsing_row(images[i], predictions[i], None if targets is None else targets[i]) for i in range(count))
+    return save_pictures(pictures, out_dir, prefix)
 
 
 def save_landmark_pictures(
@@ -88,11 +116,6 @@ def save_landmark_pictures(
     prefix: str = "landmarks", max_images: int = 4,
 ) -> list[Path]:
     """One PNG per image with predicted (red) and target (green) points. points `[B, K, 2]`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(min(max_images, len(images))):
-        path = out / f"{prefix}_{i:02d}.png"
-        landmark_overlay(images[i], points[i], None if targets is None else targets[i]).save(path)
-        paths.append(path)
-    return paths
+    count = min(max_images, len(images))
+    pictures = (landmark_overlay(images[i], points[i], None if targets is None else targets[i]) for i in range(count))
+    return save_pictures(pictures, out_dir, prefix)

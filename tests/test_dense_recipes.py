@@ -27,20 +27,26 @@ CONFIGS = REPO / "recipes" / "configs"
 def _recipe_missing() -> str | None:
     if not FINETUNE.is_file():
         return f"{FINETUNE} is missing (the finetune recipe has not landed)"
-    if "--task" not in FINETUNE.read_text() and "task:" not in FINETUNE.read_text():
+    text = FINETUNE.read_text()
+    if "--task" not in text and "task:" not in text:
         return f"{FINETUNE} takes no --task yet"
     return None
 
 
-pytestmark = pytest.mark.skipif(_recipe_missing() is not None, reason=str(_recipe_missing()))
+_MISSING = _recipe_missing()
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
+
+
+def _recipe_env() -> dict[str, str]:
+    """The environment of a recipe subprocess: one thread, offline Hub, this checkout importable."""
+    return {**os.environ, "REPFUSION_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(REPO)}
 
 
 def _launch(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REPFUSION_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu", str(FINETUNE), *args]
-    result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=400)
+    result = subprocess.run(command, cwd=tmp, env=_recipe_env(), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -161,14 +167,12 @@ def _distill_celebahq_config(tmp_path: Path, *flags: str) -> tuple[subprocess.Co
                 ).save_pretrained(teacher)
     data = write_celebamask(tmp_path / "CelebAMask-HQ", num_images=6)
     out = tmp_path / "distill"
-    env = {**os.environ, "REPFUSION_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}
     result = subprocess.run([
         sys.executable, str(REPO / "recipes" / "distill.py"), "--config", str(CONFIGS / "celebahq_resnet18.yaml"),
         "--teacher", str(teacher), "--teacher_layer", "mid", "--data_root", str(data), "--output_dir", str(out),
         "--image_size", "32", "--base_size", "32", "--crop_size", "32", "--eval_size", "32", "--batch_size", "2",
         "--mixed_precision", "no", "--val_fraction", "0.2", "--test_fraction", "0.2", *flags,
-    ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    ], cwd=tmp_path, env=_recipe_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result, out
 

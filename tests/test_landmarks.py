@@ -14,6 +14,7 @@ from repfusion_zoo.data.heatmaps import decode, encode, heatmap_coords_to_points
 from repfusion_zoo.data.wflw import ATTRIBUTE_NAMES, FLIP_INDEX, NUM_FIELDS, WFLW, parse_annotations
 from repfusion_zoo.errors import DatasetError
 from repfusion_zoo.metrics.landmarks import NMEMetric, nme_per_sample
+from test_segmentation import train_steps
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
@@ -230,16 +231,8 @@ def test_short_training_run_lowers_the_loss_and_writes_pictures(wflw_root: Path,
     model = task.build_model("resnet18", False, cfg)
     assert model.head.final.out_channels == 98 and len(model.head.deconv) == 9  # 3 x (deconv, BN, ReLU)
     batch = torch.utils.data.default_collate([train[i] for i in range(4)])
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    model.train()
-    losses = []
-    for _ in range(8):
-        out = task.training_loss(model, batch)
-        optimizer.zero_grad()
-        out["total"].backward()
-        optimizer.step()
-        losses.append(float(out["total"].detach()))
-    assert losses[-1] < 0.5 * losses[0]
+    history = train_steps(task, model, batch, torch.optim.Adam(model.parameters(), lr=2e-3))
+    assert history[-1]["total"] < 0.5 * history[0]["total"]
 
     model.eval()
     eval_batch = torch.utils.data.default_collate([evaluation[i] for i in range(len(evaluation))])

@@ -67,6 +67,20 @@ def write_celebamask(root: Path, num_images: int = 10, image_size: int = 64, mas
     return root
 
 
+def train_steps(task, model: torch.nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
+                steps: int = 8) -> list[dict[str, float]]:
+    """`steps` optimiser steps of `task.training_loss` on one batch; the named losses of each step."""
+    model.train()
+    history = []
+    for _ in range(steps):
+        losses = task.training_loss(model, batch)
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+        history.append({name: float(value.detach()) for name, value in losses.items()})
+    return history
+
+
 @pytest.fixture()
 def celebamask_root(tmp_path: Path) -> Path:
     return write_celebamask(tmp_path / "CelebAMask-HQ")
@@ -249,17 +263,9 @@ def test_short_training_run_lowers_the_loss_and_writes_pictures(celebamask_root:
     train, evaluation = task.build_datasets(cfg)
     model = task.build_model("resnet18", False, cfg)
     batch = torch.utils.data.default_collate([train[i] for i in range(4)])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    losses = []
-    for _ in range(8):
-        out = task.training_loss(model, batch)
-        assert set(out) >= {"total", "ce", "aux1", "aux2"}
-        optimizer.zero_grad()
-        out["total"].backward()
-        optimizer.step()
-        losses.append(float(out["total"].detach()))
-    assert losses[-1] < 0.7 * losses[0]
+    history = train_steps(task, model, batch, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    assert all(set(losses) >= {"total", "ce", "aux1", "aux2"} for losses in history)
+    assert history[-1]["total"] < 0.7 * history[0]["total"]
 
     model.eval()
     eval_batch = torch.utils.data.default_collate([evaluation[i] for i in range(len(evaluation))])

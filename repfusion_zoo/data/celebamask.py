@@ -25,7 +25,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -92,17 +92,22 @@ def combine_parts(root: Path, image_id: int, size: tuple[int, int] | None = None
     return mask
 
 
-def write_png_atomic(array: np.ndarray, path: Path) -> None:
-    """Write a uint8 `[H, W]` PNG through a temp file and a rename (no half-written cache)."""
+def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """`write(temp_path)` into a temp file beside `path`, then rename it onto `path` (no half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=f"{path.suffix}.tmp")
     os.close(handle)
     try:
-        Image.fromarray(array).save(temp, format="PNG")
+        write(temp)
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
+
+
+def write_png_atomic(array: np.ndarray, path: Path) -> None:
+    """Write a uint8 `[H, W]` PNG through a temp file and a rename (no half-written cache)."""
+    replace_atomically(path, lambda temp: Image.fromarray(array).save(temp, format="PNG"))
 
 
 def read_label_mask(path: Path, num_labels: int = NUM_LABELS) -> np.ndarray:
@@ -185,11 +190,7 @@ def load_or_write_split(
             )
         return {name: saved[name] for name in SPLITS}
     split = make_split(ids, seed, val_fraction, test_fraction)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump({"settings": settings, **split}, stream)
-    os.replace(temp, path)
+    replace_atomically(path, lambda temp: Path(temp).write_text(json.dumps({"settings": settings, **split})))
     return split
 
 

@@ -41,21 +41,27 @@ ATTRIBUTE_NAMES: tuple[str, ...] = ("pose", "expression", "illumination", "makeu
 ANNOTATION_DIR = Path("WFLW_annotations") / "list_98pt_rect_attr_train_test"
 IMAGE_DIR = "WFLW_images"
 SPLITS = ("train", "test")
+LAYOUT_HELP = f"expected {IMAGE_DIR}/<event>/<name>.jpg and {ANNOTATION_DIR}/list_98pt_rect_attr_<split>.txt"
+
+#: point pairs a horizontal mirror swaps (left <-> right)
+FLIP_PAIRS: tuple[tuple[int, int], ...] = (
+    *((i, 32 - i) for i in range(16)),  # face contour
+    (33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47),  # brows
+    (55, 59), (56, 58),  # nose
+    (60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73),  # eyes
+    (76, 82), (77, 81), (78, 80), (83, 87), (84, 86), (88, 92), (89, 91), (93, 95), (96, 97),  # mouth, pupils
+)
 
 
-def _flip_pairs() -> list[tuple[int, int]]:
-    pairs = [(i, 32 - i) for i in range(16)]  # face contour
-    pairs += [(33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47)]  # brows
-    pairs += [(55, 59), (56, 58)]  # nose
-    pairs += [(60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73)]  # eyes
-    pairs += [(76, 82), (77, 81), (78, 80), (83, 87), (84, 86), (88, 92), (89, 91), (93, 95), (96, 97)]  # mouth, pupils
-    return pairs
+def _flip_index(pairs: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+    index = list(range(NUM_POINTS))
+    for a, b in pairs:
+        index[a], index[b] = b, a
+    return tuple(index)
 
 
 #: index permutation that re-labels points after a horizontal mirror
-FLIP_INDEX: tuple[int, ...] = tuple(
-    dict([*((a, b) for a, b in _flip_pairs()), *((b, a) for a, b in _flip_pairs())]).get(i, i) for i in range(NUM_POINTS)
-)
+FLIP_INDEX: tuple[int, ...] = _flip_index(FLIP_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def annotation_path(root: Path, split: str) -> Path:
     for candidate in (root / ANNOTATION_DIR / name, root / "WFLW_annotations" / name, root / name):
         if candidate.is_file():
             return candidate
-    raise DatasetError(f"missing WFLW annotation file {root / ANNOTATION_DIR / name}")
+    raise DatasetError(f"missing WFLW annotation file {root / ANNOTATION_DIR / name}; {LAYOUT_HELP}")
 
 
 def parse_annotations(path: Path) -> list[WFLWRecord]:
@@ -169,7 +175,7 @@ class WFLW(Dataset):
         if split not in SPLITS:
             raise DatasetError(f"unknown WFLW split {split!r}; use one of {SPLITS}")
         if not self.root.is_dir():
-            raise DatasetError(f"WFLW root {self.root} does not exist")
+            raise DatasetError(f"WFLW root {self.root} does not exist; {LAYOUT_HELP}")
         self.split = split
         self.train = split == "train" if train is None else train
         self.annotation_file = annotation_path(self.root, split)

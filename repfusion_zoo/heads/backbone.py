@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from ..errors import ConfigError
@@ -19,8 +20,8 @@ def create_feature_backbone(name: str, pretrained: bool = False, **kwargs: Any) 
 
     folder = Path(str(name)).expanduser()
     if folder.is_dir():
-        return create_model(str(folder), pretrained=True, features_only=True, **kwargs)
-    if str(name).startswith(("hf-hub:", "hf_hub:")):
+        name, pretrained = str(folder), True
+    elif str(name).startswith(("hf-hub:", "hf_hub:")):
         pretrained = True
     return create_model(str(name), pretrained=pretrained, features_only=True, **kwargs)
 
@@ -74,10 +75,12 @@ class InputNormalize(nn.Module):
 
     @classmethod
     def of(cls, backbone: nn.Module) -> "InputNormalize":
+        """The backbone's `pretrained_cfg` mean / std (ImageNet's when it has none)."""
         cfg = getattr(backbone, "pretrained_cfg", None) or {}
-        return cls(cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
+        return cls(cfg.get("mean", IMAGENET_DEFAULT_MEAN), cfg.get("std", IMAGENET_DEFAULT_STD))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """`[B, C, H, W]` in [0, 1] -> normalised `[B, C, H, W]`."""
         return (images - self.mean) / self.std
 
 

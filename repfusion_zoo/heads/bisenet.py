@@ -8,12 +8,13 @@ context maps) give auxiliary logits in training mode. All logits are upsampled t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .backbone import InputNormalize, conv_bn_relu, create_feature_backbone, feature_index
 
 
@@ -157,9 +158,12 @@ BISENET_WIDTHS = {
 
 
 def build_bisenet(
-    backbone: str, pretrained: bool = False, num_classes: int = 19, widths: str = "auto", **backbone_kwargs
+    backbone: str, pretrained: bool = False, num_classes: int = 19, widths: str = "auto", **backbone_kwargs: Any
 ) -> BiSeNetV1:
     """BiSeNetV1 around a zoo/timm backbone name; `widths` "r18", "r50" or "auto" (by the stride-32 channels)."""
+    if widths != "auto" and widths not in BISENET_WIDTHS:
+        choices = ", ".join(repr(name) for name in ("auto", *BISENET_WIDTHS))
+        raise ConfigError(f"unknown BiSeNetV1 widths (bisenet_widths) {widths!r}; use one of {choices}")
     features = create_feature_backbone(backbone, pretrained, **backbone_kwargs)
     if widths == "auto":
         widths = "r50" if features.feature_info.channels()[feature_index(features, 32)] >= 1024 else "r18"

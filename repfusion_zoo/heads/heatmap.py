@@ -9,12 +9,13 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .backbone import InputNormalize, conv_bn_relu, create_feature_backbone
 
 
@@ -73,7 +74,7 @@ def _is_hrnet(name: str) -> bool:
 
 
 def build_heatmap_model(
-    backbone: str, pretrained: bool = False, num_points: int = 98, head: str = "auto", **backbone_kwargs
+    backbone: str, pretrained: bool = False, num_points: int = 98, head: str = "auto", **backbone_kwargs: Any
 ) -> TopDownHeatmapNet:
     """SimpleBaseline ("simple") or HRNetV2 ("hrnetv2") heatmap model; "auto" picks HRNetV2 for HRNets."""
     if head == "auto":
@@ -85,4 +86,4 @@ def build_heatmap_model(
     if head == "simple":
         features = create_feature_backbone(backbone, pretrained, out_indices=(-1,), **backbone_kwargs)
         return TopDownHeatmapNet(features, SimpleBaselineHead(features.feature_info.channels()[-1], num_points))
-    raise ValueError(f"unknown heatmap head {head!r}; use 'simple', 'hrnetv2' or 'auto'")
+    raise ConfigError(f"unknown heatmap head {head!r}; use 'simple', 'hrnetv2' or 'auto'")

@@ -13,13 +13,13 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..data.wflw import ATTRIBUTE_NAMES as WFLW_ATTRIBUTES  # the six flags, in annotation-file order
 from ..errors import InputError
 from ..tasks.base import Metric
 
-#: WFLW's six attribute flags, in the order of the annotation files.
-WFLW_ATTRIBUTES: tuple[str, ...] = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 #: The order Table 3 reports the subsets in.
 WFLW_SUBSETS: tuple[str, ...] = ("pose", "illumination", "occlusion", "blur", "makeup", "expression")
+#: the NME normaliser: WFLW points 60 and 72, the outer corners of the two eyes (mmpose's `wflw` indices)
 WFLW_OUTER_EYE_CORNERS: tuple[int, int] = (60, 72)
 
 

@@ -56,9 +56,9 @@ def scores_from_confusion(
     accuracy = torch.where(in_target > 0, correct / in_target.clamp_min(1), nan)
     total = float(confusion.sum())
     scores = {
-        "mIoU": 100.0 * float(torch.nanmean(iou)) if bool((union > 0).any()) else float("nan"),
+        "mIoU": 100.0 * float(torch.nanmean(iou)),  # NaN when no class occurs at all
         "aAcc": 100.0 * float(correct.sum()) / total if total > 0 else float("nan"),
-        "mAcc": 100.0 * float(torch.nanmean(accuracy)) if bool((in_target > 0).any()) else float("nan"),
+        "mAcc": 100.0 * float(torch.nanmean(accuracy)),
     }
     if class_names is not None:
         for name, value in zip(class_names, iou.tolist()):

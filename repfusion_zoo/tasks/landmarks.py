@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.wflw import FLIP_INDEX, WFLW
 from ..errors import ConfigError
 from ..metrics.landmarks import NMEMetric
 from .base import Metric, Task
@@ -26,19 +27,13 @@ class LandmarksTask(Task):
 
     name = "landmarks"
     #: WFLW's left/right point permutation (the mirror of point i is point flip_index[i])
-    flip_index: tuple[int, ...] = ()
+    flip_index: tuple[int, ...] = FLIP_INDEX
     main_metric = "NME"
     higher_is_better = False
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        from ..data.wflw import FLIP_INDEX
-
-        self.flip_index = FLIP_INDEX
-        self.input_size, self.heatmap_size, self.decode_method, self.num_pictures = 256, 64, "dark", 4
         self.model_kwargs: dict[str, Any] = {}
-        self.flip_test = True
-        if cfg is not None:
-            self.configure(cfg)
+        self.configure(cfg or {})
 
     def configure(self, cfg: Mapping[str, Any]) -> None:
         """Read the task's own settings; build_model / build_datasets call it."""
@@ -85,8 +80,6 @@ class LandmarksTask(Task):
         }
 
     def build_datasets(self, cfg: Mapping[str, Any]) -> tuple[Dataset, Dataset]:
-        from ..data.wflw import WFLW
-
         self.configure(cfg)
         if not cfg.get("data_root"):
             raise ConfigError(
@@ -156,14 +149,10 @@ class LandmarksTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """Predicted (red) and annotated (green) points on the first `num_pictures` crops."""
-        from ..visualize import save_landmark_pictures
+        from ..visualize import predict_for_pictures, save_landmark_pictures
 
         count = self.num_pictures
         images = batch["image"][:count]
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            points = self.predict(model, {"image": images})
-        model.train(was_training)
+        points = predict_for_pictures(self.predict, model, {"image": images})
         target = batch["points"][:count] if "points" in batch else None
         return save_landmark_pictures(images, points, target, out_dir, "landmarks", count)

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.celebamask import IGNORE_INDEX, NUM_LABELS, CelebAMaskHQ
 from ..errors import ConfigError
 from ..metrics.segmentation import SegmentationMetric
 from .base import Metric, Task
-
-IGNORE_INDEX = 255
 
 
 def _logits(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -56,18 +55,18 @@ class SegmentationTask(Task):
     higher_is_better = True
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
-        self.aux_weight, self.num_classes, self.num_pictures = 1.0, 19, 4
         self.model_kwargs: dict[str, Any] = {}
-        if cfg is not None:
-            self.configure(cfg)
+        self.configure(cfg or {})
 
     def configure(self, cfg: Mapping[str, Any]) -> None:
         """Read the task's own settings (aux weight, labels, pictures); build_model / build_datasets call it."""
         self.aux_weight = float(cfg.get("aux_weight", 1.0))
-        self.num_classes = int(cfg.get("num_classes") or 19)  # 0 = the CelebAMask-HQ default
+        self.num_classes = int(cfg.get("num_classes") or NUM_LABELS)  # 0 = the CelebAMask-HQ default
         self.num_pictures = int(cfg.get("num_pictures", 4))
         if self.num_classes < 2:
-            raise ConfigError(f"num_classes={self.num_classes}: face parsing needs at least 2 labels (19 for CelebAMask-HQ)")
+            raise ConfigError(
+                f"num_classes={self.num_classes}: face parsing needs at least 2 labels ({NUM_LABELS} for CelebAMask-HQ)"
+            )
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -75,7 +74,7 @@ class SegmentationTask(Task):
             # data
             "dataset": "CelebAMask-HQ",
             "data_root": "",
-            "num_classes": 19,
+            "num_classes": NUM_LABELS,
             "base_size": 512,
             "crop_size": 448,
             "eval_size": 512,
@@ -103,8 +102,6 @@ class SegmentationTask(Task):
         }
 
     def build_datasets(self, cfg: Mapping[str, Any]) -> tuple[Dataset, Dataset]:
-        from ..data.celebamask import CelebAMaskHQ
-
         self.configure(cfg)
         if not cfg.get("data_root"):
             raise ConfigError(
@@ -167,13 +164,9 @@ class SegmentationTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """image | target overlay | prediction overlay, for the first `num_pictures` images."""
-        from ..visualize import save_parsing_pictures
+        from ..visualize import predict_for_pictures, save_parsing_pictures
 
         count = self.num_pictures
         sub = {"image": batch["image"][:count], "mask": batch["mask"][:count]}
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            prediction = self.predict(model, sub)
-        model.train(was_training)
+        prediction = predict_for_pictures(self.predict, model, sub)
         return save_parsing_pictures(sub["image"], prediction, sub["mask"], out_dir, "parsing", count)
