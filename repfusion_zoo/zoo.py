@@ -23,8 +23,8 @@ zoo name.
 Mean / std: CelebA-HQ entries use 0.5 / 0.5, i.e. the student sees ``x * 2 - 1`` exactly as the
 DDPM teacher does (one tensor feeds both); CIFAR-10 and Tiny-ImageNet entries use their dataset
 statistics. `model_table()` prints the MODEL_CARD.md table:
-``python -c "from repfusion_zoo.zoo import model_table; print(model_table(), end='')"``
-(or ``repfusion-zoo models`` once cli.py lists this module's `add_parser`).
+``repfusion-zoo models`` (or
+``python -c "from repfusion_zoo.zoo import model_table; print(model_table(), end='')"``).
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ from .errors import (
     UnsafeWeightsError,
     WeightsMismatchError,
 )
+from .hub import WEIGHTS_NAME
 from .models import CIFAR10_MEAN, CIFAR10_STD, register_new_model
 
 __all__ = ["ZOO", "ZooEntry", "create_model", "list_models", "zoo_info", "model_table"]
@@ -57,7 +58,6 @@ PAPER_ID = "arXiv:2308.10916"
 PAPER_NAME = "Diffusion Model as Representation Learner (Yang & Wang, ICCV 2023)"
 ORIGIN_URL = "https://github.com/Adamdad/Repfusion"
 HUB_ORG = "repfusion-zoo"
-WEIGHTS_FILE = "model.safetensors"
 RECIPE = "accelerate launch recipes/distill.py --config recipes/configs/{config}"
 
 HALF = (0.5, 0.5, 0.5)
@@ -159,7 +159,7 @@ def _pretrained_cfg(entry: ZooEntry) -> dict[str, Any]:
     """The timm pretrained cfg of a zoo entry (backbone weights: num_classes 0)."""
     return dict(
         hf_hub_id=entry.hf_hub_id,
-        hf_hub_filename=WEIGHTS_FILE,
+        hf_hub_filename=WEIGHTS_NAME,
         num_classes=0,
         input_size=entry.input_size,
         pool_size=None,
@@ -190,8 +190,8 @@ def _unpublished_error(entry: ZooEntry) -> PretrainedUnavailableError:
         f"Produce it with:\n    {entry.recipe}\n"
         f"then load the weight you made:\n"
         f"  - a file: create_model({entry.name!r}, pretrained=True, "
-        f"pretrained_cfg_overlay=dict(file='/path/to/{WEIGHTS_FILE}'))\n"
-        f"  - a folder holding config.json + {WEIGHTS_FILE} (repfusion_zoo.save_pretrained writes one): "
+        f"pretrained_cfg_overlay=dict(file='/path/to/{WEIGHTS_NAME}'))\n"
+        f"  - a folder holding config.json + {WEIGHTS_NAME} (repfusion_zoo.save_pretrained writes one): "
         f"create_model('/path/to/folder', pretrained=True) or repfusion_zoo.load_pretrained('/path/to/folder')\n"
         f"or use pretrained=False for random initial weights."
     )
@@ -267,7 +267,7 @@ def _create_zoo_model(
         name,
         cfg.hf_hub_id if from_hub else None,
         load,
-        filename=cfg.hf_hub_filename or WEIGHTS_FILE,
+        filename=cfg.hf_hub_filename or WEIGHTS_NAME,
         cache_dir=kwargs.get("cache_dir"),
     )
 
@@ -355,7 +355,7 @@ def zoo_info(name: str) -> dict[str, Any]:
         paper_table=entry.paper_table,
         published=entry.hf_hub_id is not None,
     )
-    return dict(cfg, file=WEIGHTS_FILE, repfusion=repfusion)
+    return dict(cfg, file=WEIGHTS_NAME, repfusion=repfusion)
 
 
 def _unknown_model_error(name: str) -> UnknownModelError:
@@ -377,6 +377,10 @@ def _local_folder(name: str) -> Path | None:
     looks_like_path = os.sep in name or name.startswith(("local-dir:", ".", "~"))
     if not looks_like_path and timm.is_model(name.split(".", 1)[0]):
         return None  # a model name wins over a same-named folder in the working directory
+    if looks_like_path and not path.exists():
+        from .hub.atomic import recover
+
+        recover(path)  # a save killed between its two renames left the folder aside: put it back
     return path if path.is_dir() else None
 
 
@@ -457,7 +461,6 @@ def model_table() -> str:
             f"{'yes: `' + entry.hf_hub_id + '`' if entry.hf_hub_id else 'no'} |"
         )
     return header + "\n".join(rows) + "\n"
-
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

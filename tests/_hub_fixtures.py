@@ -39,6 +39,13 @@ __all__ = [
 ]
 
 
+def same_weights(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"]) -> bool:
+    """Same keys and bit-identical tensors."""
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @dataclass(frozen=True)
 class PublishedModel:
     """A zoo weight pushed to the local Hub."""

@@ -17,13 +17,12 @@ from huggingface_hub import ModelCard
 
 import repfusion_zoo
 from repfusion_zoo.errors import ConfigError, PretrainedUnavailableError, UnsafeWeightsError, WeightsMismatchError
-from repfusion_zoo.hub import load_pretrained, load_state_dict_strict, push_to_hub, save_pretrained, update_card_metrics
+from repfusion_zoo.hub import atomic, load_pretrained, load_state_dict_strict, push_to_hub, save_pretrained, update_card_metrics
+from repfusion_zoo.hub.folder import read_config
+
+from _hub_fixtures import same_weights
 
 SMALL_ARCH = "test_resnet"  # a tiny plain timm architecture
-
-
-def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _small_model(num_classes: int = 10) -> torch.nn.Module:
@@ -96,11 +95,125 @@ def test_save_is_atomic_and_replaces(tmp_path, monkeypatch):
         save_pretrained(second, folder, architecture=SMALL_ARCH)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # old folder intact, no half folder
-    assert _same_weights(load_pretrained(folder).state_dict(), first.state_dict())
+    assert same_weights(load_pretrained(folder).state_dict(), first.state_dict())
 
     save_pretrained(second, folder, architecture=SMALL_ARCH)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
-    assert _same_weights(load_pretrained(folder).state_dict(), second.state_dict())
+    assert same_weights(load_pretrained(folder).state_dict(), second.state_dict())
+
+
+# --- a killed save heals: the leftover states a SIGKILL can leave, recovered by the next save/load ---
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _leave_aside(source: Path, target: Path, kind: str, pid: int, host: str = atomic.HOST) -> Path:
+    """Move ``source`` to the ``.<name>.<kind>-<host>-<pid>-*`` name a writer with that pid uses."""
+    path = atomic.leftover_path(target, kind, pid)
+    path = path.with_name(path.name.replace(f"-{atomic.HOST}-", f"-{host}-"))
+    os.replace(source, path)
+    return path
+
+
+def _killed_between_renames(tmp_path: Path, pid: int) -> tuple[Path, torch.nn.Module, Path, Path]:
+    """No target; the complete previous folder under ``.m.old-*``, the complete new one under ``.m.tmp-*``."""
+    first = _small_model()
+    folder = save_pretrained(first, tmp_path / "m", architecture=SMALL_ARCH, card=_card())
+    second = _small_model()
+    with torch.no_grad():
+        second.fc.weight.add_(1.0)
+    scratch = save_pretrained(second, tmp_path / "scratch", architecture=SMALL_ARCH)
+    old = _leave_aside(folder, folder, "old", pid)
+    tmp = _leave_aside(scratch, folder, "tmp", pid)
+    return folder, first, old, tmp
+
+
+@pytest.mark.parametrize("heal", ["load_pretrained", "create_model", "update_card_metrics", "save_pretrained"])
+def test_kill_between_the_renames_of_a_replace_heals(tmp_path, heal):
+    folder, first, _, _ = _killed_between_renames(tmp_path, _dead_pid())
+    assert not folder.exists()
+    if heal == "load_pretrained":
+        assert same_weights(load_pretrained(folder).state_dict(), first.state_dict())  # the old folder is back
+    elif heal == "create_model":
+        model = repfusion_zoo.create_model(str(folder), pretrained=True)
+        assert same_weights(model.state_dict(), first.state_dict())
+    elif heal == "update_card_metrics":
+        update_card_metrics(folder, {"top1": 50.0}, task="classification", dataset="cifar10")
+        assert read_config(folder)["repfusion"]["metrics"]["image-classification"] == {"cifar10": {"top1": 50.0}}
+        assert same_weights(load_pretrained(folder).state_dict(), first.state_dict())
+    else:
+        save_pretrained(_small_model(), folder, architecture=SMALL_ARCH)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # both leftovers gone
+
+
+def test_a_real_sigkill_between_the_renames_heals(saved, tmp_path):
+    """A child process replaces the folder and is SIGKILLed right after the first rename."""
+    model, folder = saved
+    code = textwrap.dedent(f"""
+        import os, signal, timm
+        from repfusion_zoo.hub import save_pretrained
+        real_replace = os.replace
+
+        def replace(src, dst):
+            real_replace(src, dst)
+            if ".old-" in os.path.basename(dst):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = replace
+        save_pretrained(timm.create_model({SMALL_ARCH!r}, num_classes=10), {str(folder)!r}, architecture={SMALL_ARCH!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert not folder.exists() and len(list(tmp_path.glob(".model.old-*"))) == len(list(tmp_path.glob(".model.tmp-*"))) == 1
+    assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_kill_while_writing_leaves_a_temp_folder_the_next_load_removes(saved, tmp_path):
+    model, folder = saved
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\x00" * 10)  # killed mid-write
+    _leave_aside(half, folder, "tmp", _dead_pid())
+    spare = tmp_path / "spare"
+    spare.mkdir()  # killed after the second rename, before the old folder was removed
+    _leave_aside(spare, folder, "old", _dead_pid())
+    assert len(list(tmp_path.iterdir())) == 3
+    assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_leftovers_of_live_or_remote_writers_are_left_alone(tmp_path):
+    folder, _, old, tmp = _killed_between_renames(tmp_path, os.getpid())  # a concurrent writer, mid-swap
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    remote = _leave_aside(remote, folder, "tmp", _dead_pid(), host="other_host")  # written from another machine
+    older = save_pretrained(_small_model(), tmp_path / "older", architecture=SMALL_ARCH)
+    older = _leave_aside(older, folder, "old", _dead_pid())  # a killed writer's, older than the live one's
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrained(folder)
+    assert old.is_dir() and tmp.is_dir() and remote.is_dir() and not folder.exists()  # the live writer finishes
+    assert not older.exists()
+
+
+def test_an_error_between_the_two_renames_puts_the_old_folder_back(tmp_path, monkeypatch):
+    first = _small_model()
+    folder = save_pretrained(first, tmp_path / "m", architecture=SMALL_ARCH)
+    real_replace = os.replace
+
+    def interrupted(src, dst):
+        if Path(dst) == folder and ".tmp-" in Path(src).name:  # the rename of the new folder into place
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(_small_model(num_classes=3), folder, architecture=SMALL_ARCH)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert same_weights(load_pretrained(folder).state_dict(), first.state_dict())
 
 
 def test_update_card_metrics(saved):
@@ -115,6 +228,16 @@ def test_update_card_metrics(saved):
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
+def test_update_card_metrics_removes_the_temp_file_a_killed_update_left(saved):
+    model, folder = saved
+    stale = atomic.leftover_path(folder / "config.json", "tmp", _dead_pid())
+    stale.write_text('{"half": ')  # killed while writing the new config.json
+    update_card_metrics(folder, {"top1": 93.0}, task="classification", dataset="cifar10")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert read_config(folder)["repfusion"]["metrics"]["image-classification"] == {"cifar10": {"top1": 93.0}}
+    assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+
+
 def test_tied_weights_are_saved(tmp_path):
     model = _small_model()
     model.extra = torch.nn.Linear(model.fc.in_features, 10)
@@ -127,8 +250,8 @@ def test_tied_weights_are_saved(tmp_path):
 # --- loading -----------------------------------------------------------------------------------
 def test_load_folder_and_single_file(saved, tmp_path):
     model, folder = saved
-    assert _same_weights(load_pretrained(folder).state_dict(), model.state_dict())
-    assert _same_weights(load_pretrained(folder / "model.safetensors").state_dict(), model.state_dict())
+    assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+    assert same_weights(load_pretrained(folder / "model.safetensors").state_dict(), model.state_dict())
     features = load_pretrained(folder, features_only=True).eval()
     assert len(features(torch.randn(1, 3, 64, 64))) == len(features.feature_info)
 
@@ -137,7 +260,7 @@ def test_load_folder_and_single_file(saved, tmp_path):
     with pytest.raises(ConfigError, match="architecture="):
         load_pretrained(bare)
     loaded = load_pretrained(bare, architecture=SMALL_ARCH, num_classes=10)
-    assert _same_weights(loaded.state_dict(), model.state_dict())
+    assert same_weights(loaded.state_dict(), model.state_dict())
 
 
 def test_unpublished_zoo_name_says_how_to_make_it():
@@ -166,7 +289,7 @@ def test_missing_unexpected_and_shape_mismatch_are_listed(saved, tmp_path):
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     with pytest.raises(WeightsMismatchError, match="fc.bias"):
         load_state_dict_strict(fresh, state, "a test state dict")
-    assert _same_weights(fresh.state_dict(), before)  # nothing partially loaded
+    assert same_weights(fresh.state_dict(), before)  # nothing partially loaded
 
 
 class _Trap:
@@ -203,12 +326,12 @@ def test_push_then_create_model_is_bit_identical(published_zoo_model, hub_server
         published_zoo_model.name, pretrained=True,
         pretrained_cfg_overlay=dict(hf_hub_id=published_zoo_model.hf_hub_id),
     )
-    assert _same_weights(model.state_dict(), reference)
+    assert same_weights(model.state_dict(), reference)
     resolved = [p for m, p in hub_state.requests[before:] if "/resolve/" in p]
     assert any(p.endswith(f"{published_zoo_model.sha}/model.safetensors") for p in resolved)
 
     loaded = load_pretrained(f"hf-hub:{published_zoo_model.hf_hub_id}")
-    assert _same_weights(loaded.state_dict(), reference)
+    assert same_weights(loaded.state_dict(), reference)
 
 
 def test_push_returns_pinned_commits(saved, hub_server, hub_state, capsys):
@@ -251,7 +374,7 @@ def test_plain_timm_loads_a_pushed_folder_without_this_package(hub_server, tmp_p
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _same_weights(safetensors.torch.load_file(out), model.state_dict())
+    assert same_weights(safetensors.torch.load_file(out), model.state_dict())
 
 
 def _prefetch_cli(argv: list[str]) -> int:

@@ -9,22 +9,17 @@ import time
 
 import pytest
 import safetensors.torch
-import torch
 
 import repfusion_zoo
 from repfusion_zoo.errors import NoNetworkError
 from repfusion_zoo.hub import load_pretrained
 from repfusion_zoo.hub.network import endpoint_reachable, guarded_pretrained_load
 
-from _hub_fixtures import point_hub_at
+from _hub_fixtures import point_hub_at, same_weights
 
 UNPUBLISHED_SHA = "0123456789abcdef0123456789abcdef01234567"
 BLACKHOLE = "http://10.255.255.1"  # non-routable: a connect hangs (or fails at once) instead of being refused
 FAIL_FAST_S = 5.0  # the behaviour bound, not a speed benchmark
-
-
-def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _assert_names_the_ways_out(error: NoNetworkError, name: str, pinned: str) -> None:
@@ -67,7 +62,7 @@ def test_offline_with_filled_cache_makes_no_network_call(filled_hub_cache, hub_s
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert hub_server_instance.state.requests[before:] == []  # no network call at all
-    assert _same_weights(safetensors.torch.load_file(out), safetensors.torch.load_file(published.weights))
+    assert same_weights(safetensors.torch.load_file(out), safetensors.torch.load_file(published.weights))
 
 
 def test_no_network_but_cached_loads_without_retries(filled_hub_cache, closed_port_endpoint, monkeypatch):
@@ -76,7 +71,7 @@ def test_no_network_but_cached_loads_without_retries(filled_hub_cache, closed_po
     start = time.perf_counter()
     model = load_pretrained(f"hf-hub:{published.repo_id}")  # not pinned: must fall back to the cache at once
     assert time.perf_counter() - start < FAIL_FAST_S
-    assert _same_weights(model.state_dict(), safetensors.torch.load_file(published.weights))
+    assert same_weights(model.state_dict(), safetensors.torch.load_file(published.weights))
 
 
 @pytest.mark.parametrize("endpoint", ["closed_port", "blackhole"])

@@ -1,6 +1,7 @@
 """The one weight format: ``model.safetensors`` + ``config.json`` (timm's) + ``README.md`` (model card).
 
 * `save_pretrained` / `load_pretrained` / `load_state_dict_strict` / `update_card_metrics` (folder.py)
+* `atomic_folder` / `replace_text` / `recover`: atomic writes that heal after a kill (atomic.py)
 * `build_model_card` (card.py), `push_to_hub` (push.py)
 * `guarded_pretrained_load` and `NoNetworkError` handling (network.py)
 * ``repfusion-zoo prefetch NAME...`` (prefetch.py)
@@ -13,6 +14,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# the file names of the format (the Hub repo's files, as timm and huggingface_hub expect them)
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+
 _EXPORTS: dict[str, str] = {
     "save_pretrained": "folder",
     "load_pretrained": "folder",
@@ -24,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "guarded_pretrained_load": "network",
     "prefetch": "prefetch",
     "check_safetensors_file": "folder",
+    "atomic_folder": "atomic",
+    "recover": "atomic",
 }
 
 __all__ = list(_EXPORTS)

@@ -44,9 +44,8 @@ def hub_task_type(task: str) -> str:
     return HUB_TASK_TYPES.get(task, task)
 
 
-def eval_results(model_name: str, metrics: dict[str, dict[str, dict[str, float]]]) -> list[EvalResult]:
+def eval_results(metrics: dict[str, dict[str, dict[str, float]]]) -> list[EvalResult]:
     """``{task: {dataset: {metric: value}}}`` -> model-index entries."""
-    del model_name
     results = []
     for task, per_dataset in metrics.items():
         for dataset, values in per_dataset.items():
@@ -69,7 +68,7 @@ def card_data(config: dict[str, Any]) -> ModelCardData:
     for per_dataset in metrics.values():
         datasets.extend(d for d in per_dataset if d not in datasets)
     tags = list(dict.fromkeys([*BASE_TAGS, *info.get("tags", [])]))
-    results = eval_results(name, metrics)
+    results = eval_results(metrics)
     license_name = info.get("license_name") or ("non-commercial-research" if info.get("license") == "other" else None)
     extra = {"license_name": license_name} if license_name else {}
     if info.get("license_link"):

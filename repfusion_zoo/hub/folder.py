@@ -10,16 +10,13 @@ raises `UnsafeWeightsError` without being opened by any unpickler.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import struct
 import tempfile
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import safetensors.torch
 import timm
@@ -28,11 +25,10 @@ from safetensors import safe_open
 from torch import nn
 
 from ..errors import ConfigError, UnknownModelError, UnsafeWeightsError, WeightsMismatchError
+from . import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from . import card as _card
+from .atomic import atomic_folder, recover, replace_text, write_text
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-CARD_NAME = "README.md"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pth.tar", ".ckpt", ".pkl", ".pickle", ".tar")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _INHERITED_KEYS = ("tag", "origin_url", "paper_name", "paper_ids", "notes", "description", "license")
@@ -217,7 +213,8 @@ def build_config(
     card = dict(card or {})
     task = card.pop("task", "classification")
     input_size = card.pop("input_size", None)  # the size the weights were trained at, if not the zoo entry's
-    info = {**_zoo_info(model_name), **card}
+    zoo_cfg = _zoo_cfg(model_name)
+    info = {**zoo_cfg.get("repfusion", {}), **card}
     info.pop("published", None)  # registry state, not a property of these weights
     info.update(name=model_name or info.get("name") or architecture, architecture=architecture)
     # whether plain timm (without this package) can build the architecture
@@ -226,7 +223,6 @@ def build_config(
     info["metrics"] = {_card.hub_task_type(task): {dataset: dict(metrics)}} if metrics else info.get("metrics", {})
     config["repfusion"] = _json_safe(info)
     pretrained_cfg = config["pretrained_cfg"]
-    zoo_cfg = _zoo_cfg(model_name)
     for key in _INHERITED_KEYS:  # they describe the weights the model was created from: take the zoo entry's
         pretrained_cfg.pop(key, None)
         if zoo_cfg.get(key) is not None:
@@ -240,13 +236,6 @@ def build_config(
     return config
 
 
-def _write_text(path: Path, text: str) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _write_folder(tmp: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     metadata = {
         "format": "pt",
@@ -254,35 +243,8 @@ def _write_folder(tmp: Path, state_dict: dict[str, torch.Tensor], config: dict[s
         "timm_config": json.dumps({k: config[k] for k in ("architecture", "num_classes", "model_args") if k in config}),
     }
     safetensors.torch.save_file(state_dict, str(tmp / WEIGHTS_NAME), metadata=metadata)
-    _write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    _write_text(tmp / CARD_NAME, _card.build_model_card(config))
-
-
-def _swap_in(tmp: Path, folder: Path) -> None:
-    """Move the finished ``tmp`` folder to ``folder``: one rename when ``folder`` is new.
-
-    An existing folder is first renamed aside, then removed: a kill in between leaves either
-    the old or the new complete folder (the old one under a ``.<name>.old-*`` name), never half.
-    """
-    if not folder.exists():
-        os.replace(tmp, folder)
-        return
-    if not folder.is_dir():
-        raise ConfigError(f"{str(folder)!r} exists and is not a folder; choose another target.")
-    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _temp_folder_beside(folder: Path) -> Iterator[Path]:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    write_text(tmp / CARD_NAME, _card.build_model_card(config))
 
 
 def save_pretrained(
@@ -298,7 +260,8 @@ def save_pretrained(
 
     Args:
         model: a timm model (e.g. from ``repfusion_zoo.create_model``).
-        folder: the target folder; written in a temp folder beside it, then renamed into place.
+        folder: the target folder; written in a temp folder beside it, then renamed into place
+            (`repfusion_zoo.hub.atomic.atomic_folder`: a kill leaves the old or the new folder).
         architecture: the plain timm architecture of the weights (``"resnet18"``, ``"resnet18_cifar"``).
         model_name: the zoo name (``"resnet18_repfusion_cifar10"``); its zoo metadata fills the card.
         metrics: ``{metric: value}`` measured for ``card["task"]`` (default classification) on
@@ -313,9 +276,8 @@ def save_pretrained(
     folder = Path(folder)
     config = build_config(model, architecture, model_name, metrics, card)
     state_dict = _unshared(model.state_dict())
-    with _temp_folder_beside(folder) as tmp:
+    with atomic_folder(folder) as tmp:
         _write_folder(tmp, state_dict, config)
-        _swap_in(tmp, folder)
     return folder
 
 
@@ -327,29 +289,19 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _replace_file(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        _write_text(Path(tmp), text)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
 def update_card_metrics(folder: str | Path, metrics: dict[str, float], *, task: str, dataset: str) -> Path:
     """Merge ``metrics`` for ``task`` on ``dataset`` into ``config.json`` and regenerate ``README.md``.
 
-    Each file is replaced atomically (config first, then the card generated from it).
+    Each file is replaced atomically (config first, then the card generated from it); what a
+    killed save or update left beside the folder or the files is healed first (`recover`).
     """
-    folder = Path(folder)
+    folder = recover(folder)
     config = read_config(folder)
     info = config.setdefault("repfusion", {})
     per_task = info.setdefault("metrics", {}).setdefault(_card.hub_task_type(task), {})
     per_task.setdefault(dataset, {}).update({k: float(v) for k, v in metrics.items()})
-    _replace_file(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    _replace_file(folder / CARD_NAME, _card.build_model_card(config))
+    replace_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    replace_text(folder / CARD_NAME, _card.build_model_card(config))
     return folder
 
 
@@ -387,9 +339,7 @@ def _create_with_weights(
     except RuntimeError as error:
         if "state_dict" not in str(error):
             raise
-        plain_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("features_only", "out_indices")}
-        reference = timm.create_model(architecture, pretrained=False, **plain_kwargs)
-        raise (mismatch_error(reference, state_dict, source) or error) from error
+        raise (mismatch_error(_reference_model(architecture, model_kwargs), state_dict, source) or error) from error
     for holder in (getattr(model, "pretrained_cfg", None), getattr(model, "default_cfg", None)):
         if isinstance(holder, dict):  # do not keep a second reference to the weights
             holder.pop("state_dict", None)
@@ -397,16 +347,21 @@ def _create_with_weights(
     return model
 
 
+def _reference_model(architecture: str, model_kwargs: dict[str, Any]) -> nn.Module:
+    """The full model (not features_only) the weights must fit, to compare keys and shapes with."""
+    plain_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("features_only", "out_indices")}
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no init compute
+            return timm.create_model(architecture, pretrained=False, **plain_kwargs)
+    except Exception:  # noqa: BLE001  (some models cannot be built on meta: build them for real)
+        return timm.create_model(architecture, pretrained=False, **plain_kwargs)
+
+
 def _check_all_but_classifier(
     architecture: str, cfg: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str, model_kwargs: dict
 ) -> None:
     """Raise `WeightsMismatchError` for any mismatch outside the classifier (which a new num_classes replaces)."""
-    plain_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("features_only", "out_indices")}
-    try:
-        with torch.device("meta"):  # shapes only: no memory, no init compute
-            reference = timm.create_model(architecture, pretrained=False, **plain_kwargs)
-    except Exception:  # noqa: BLE001  (some models cannot be built on meta: build them for real)
-        reference = timm.create_model(architecture, pretrained=False, **plain_kwargs)
+    reference = _reference_model(architecture, model_kwargs)
     classifiers = cfg.get("classifier") or ()
     classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
     head = {f"{c}.{p}" for c in classifiers for p in ("weight", "bias")}
@@ -489,12 +444,12 @@ def load_pretrained(source: str | Path, **kwargs: Any) -> nn.Module:
     if isinstance(source, str) and source.startswith("hf-hub:"):
         return _load_hub(source, architecture, **kwargs)
     path = Path(source)
-    if path.is_dir():
-        return _load_folder(path, architecture, **kwargs)
     if path.is_file():
         return _load_file(path, architecture, **kwargs)
     looks_like_path = os.sep in str(source) or str(source).lower().endswith((".safetensors", *PICKLE_SUFFIXES))
-    if isinstance(source, Path) or looks_like_path:
+    if path.is_dir() or isinstance(source, Path) or looks_like_path:
+        if recover(path).is_dir():  # heals what a killed save left beside the folder
+            return _load_folder(path, architecture, **kwargs)
         raise FileNotFoundError(f"{str(source)!r} does not exist (expected a folder or a .safetensors file).")
     import repfusion_zoo
 

@@ -27,10 +27,10 @@ from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import NoNetworkError
+from . import WEIGHTS_NAME
 
 T = TypeVar("T")
 
-WEIGHTS_NAME = "model.safetensors"
 REGEX_COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 DEFAULT_PROBE_TIMEOUT_S = 2.0
 

@@ -1,0 +1,180 @@
+"""Atomic writes of a folder or a file that heal after a kill.
+
+`atomic_folder(target)` yields an empty temp folder beside ``target``; when the block ends
+without error the temp folder takes ``target``'s place, else it is removed. `replace_text(path,
+text)` does the same for one file (one rename, no ``.old-``; `update_card_metrics` uses it).
+The hidden names beside ``target`` carry their writer (``<host>`` is this machine's name,
+``-`` and other unusual characters as ``_``):
+
+* ``.<name>.tmp-<host>-<pid>-<random>``: a folder (or file) being written;
+* ``.<name>.old-<host>-<pid>-<random>``: the previous ``target``, between the two renames of a
+  replace (``target`` -> ``.old-``, then ``.tmp-`` -> ``target``).
+
+A SIGKILL can leave a ``.tmp-`` folder beside an intact (or absent) ``target``; a kill between
+the two renames leaves no ``target``, the complete previous folder under ``.old-`` and the new
+one under ``.tmp-``. `recover(target)` heals both; `atomic_folder` runs it first, and the loads
+of a folder (`repfusion_zoo.hub.load_pretrained`, `repfusion_zoo.create_model`) run it too:
+
+* ``target`` missing: the newest ``.old-`` of a dead writer is renamed back, so a killed save
+  did not happen (its ``.tmp-`` is never promoted: a save is all or nothing), unless a live
+  writer is between its own two renames (it has an ``.old-`` too): that one finishes its swap;
+* every other ``.tmp-`` / ``.old-`` of a dead writer is removed.
+
+Dead writer: its host is this host and no process has its pid (``os.kill(pid, 0)``). Leftovers
+of live processes (a concurrent writer, this process included) and of other hosts (a folder on
+a shared filesystem written from another machine) are never touched, so recovery is safe beside
+concurrent writers; another host's leftovers are healed by the next save or load there. A pid
+recycled by an unrelated process only delays the clean-up. Names without a writer (none of this
+module's) are never touched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ConfigError
+
+__all__ = ["atomic_folder", "replace_text", "write_text", "recover", "leftover_path"]
+
+HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
+KINDS = ("tmp", "old")
+
+
+def _prefix(target: Path, kind: str) -> str:
+    return f".{target.name}.{kind}-"
+
+
+def leftover_path(target: str | Path, kind: str, pid: int | None = None) -> Path:
+    """A fresh ``.<name>.<kind>-<host>-<pid>-<random>`` path beside ``target`` (default: this process)."""
+    target = Path(target)
+    writer = f"{HOST}-{os.getpid() if pid is None else pid}-{uuid.uuid4().hex[:8]}"
+    return target.with_name(_prefix(target, kind) + writer)
+
+
+def _writer_is_dead(rest: str) -> bool | None:
+    """For ``<host>-<pid>-<random>``: True when that process of this host no longer runs, False
+    when it (or a process with its pid) runs, None when the name is not ours or from another host."""
+    parts = rest.split("-")
+    if len(parts) != 3 or parts[0] != HOST or not parts[1].isdigit() or int(parts[1]) <= 0:
+        return None
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, under another user
+        return False
+    return False
+
+
+def _leftovers(target: Path) -> dict[tuple[str, bool | None], list[Path]]:
+    """The leftovers beside ``target`` by (kind, whether the writer is dead): ``("old", True): [...]``."""
+    found: dict[tuple[str, bool | None], list[Path]] = {(k, d): [] for k in KINDS for d in (True, False, None)}
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in target.parent.iterdir():
+            for kind in KINDS:
+                prefix = _prefix(target, kind)
+                if entry.name.startswith(prefix):
+                    found[kind, _writer_is_dead(entry.name[len(prefix):])].append(entry)
+    return found
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder tree, a file or a symlink; whatever is already gone or refuses stays quiet."""
+    if path.is_symlink() or path.is_file():
+        with contextlib.suppress(OSError):
+            path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _ctime(path: Path) -> float:
+    try:
+        return path.lstat().st_ctime
+    except OSError:
+        return float("-inf")
+
+
+def recover(target: str | Path) -> Path:
+    """Heal what killed writers left beside ``target`` (see the module doc); return ``target``.
+
+    Cheap (one listing of the parent folder) and safe to run any time, by any number of
+    processes at once.
+    """
+    target = Path(target)
+    found = _leftovers(target)
+    dead_old = found["old", True]
+    # a live writer between its renames (its own ``.old-``) puts the folder back itself
+    if dead_old and not found["old", False] and not target.exists():
+        with contextlib.suppress(OSError):  # another process restored or wrote it first
+            os.replace(max(dead_old, key=_ctime), target)
+    for path in found["tmp", True] + dead_old:
+        _remove(path)
+    return target
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Move the finished ``tmp`` folder to ``target``: one rename when ``target`` is new.
+
+    An existing folder is first renamed aside, then removed: a kill in between leaves the old
+    complete folder under a ``.old-`` name (which `recover` renames back), never half. An error
+    in the second rename puts the old folder back at once.
+    """
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    if not target.is_dir():
+        raise ConfigError(f"{str(target)!r} exists and is not a folder; choose another target.")
+    old = leftover_path(target, "old")
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.replace(old, target)
+        raise
+    _remove(old)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temp folder beside ``target``; on success it replaces ``target`` atomically.
+
+    Leftovers of killed writers beside ``target`` are healed first (`recover`); on error the
+    temp folder is removed and ``target`` stays as it was. The parent folder is created.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_prefix(target, 'tmp')}{HOST}-{os.getpid()}-", dir=target.parent))
+    try:
+        yield tmp
+        _swap_in(tmp, target)
+    finally:
+        _remove(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` and fsync it."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def replace_text(path: str | Path, text: str) -> None:
+    """Replace the file ``path`` by ``text`` atomically (a temp file beside it, then one rename);
+    stale temp files of killed writers beside it are removed first (`recover`)."""
+    path = recover(path)
+    tmp = leftover_path(path, "tmp")
+    try:
+        write_text(tmp, text)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
