@@ -51,12 +51,13 @@ from repfusion_zoo.training import (  # noqa: E402
     format_help,
     load_config,
     opt,
+    peek,
     plot_timestep_histograms,
     to_dict,
     wants_help,
 )
 from repfusion_zoo.training.config import extend_schema  # noqa: E402
-from repfusion_zoo.training.loop import set_torch_threads_from_env
+from repfusion_zoo.training.loop import set_torch_threads_from_env  # noqa: E402
 from repfusion_zoo.training.state import seed_everything  # noqa: E402
 
 
@@ -122,8 +123,6 @@ def _schema(task_name: str) -> type:
 
 def load_distill_config(argv: Sequence[str] | None = None) -> Any:
     """`--config FILE` (default: the offline default) plus `--key value` flags."""
-    from repfusion_zoo.training import peek
-
     task_name = str(peek(argv, "task", default_file=DEFAULT_CONFIG, default="classification"))
     return load_config(_schema(task_name), argv, default_file=DEFAULT_CONFIG)
 
@@ -240,14 +239,14 @@ class DistillModel(nn.Module):
         out = self.repfusion(teacher_images, labels, feature, progress)
         result = dict(out.losses)
         result["t"] = out.t
-        strategy = self.repfusion.strategy
-        if hasattr(strategy, "distribution"):
-            with torch.no_grad():
-                result["policy_entropy"] = strategy.distribution(teacher_images.detach()).entropy().mean()
+        if out.policy_entropy is not None:  # a learning strategy: the entropy of the pi(t | x) it sampled from
+            result["policy_entropy"] = out.policy_entropy
         return result
 
 
 def build_repfusion(cfg: Any, teacher: nn.Module, student_channels: int, num_classes: int) -> nn.Module:
+    """RepFusion around `teacher`: the time-step strategy, decoder g (`num_classes` outputs) and the
+    distillation loss with its connector from `student_channels` to the teacher's feature channels."""
     from repfusion_zoo.decoders import build_decoder
     from repfusion_zoo.distill import RepFusion
     from repfusion_zoo.losses import build_distill_loss
@@ -273,7 +272,7 @@ def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: P
     from repfusion_zoo.hub import save_pretrained
 
     out = Path(cfg.output_dir)
-    save_pretrained(student, backbone_dir, architecture=_architecture(student, cfg.student),
+    save_pretrained(student, backbone_dir, architecture=recipe_module("finetune").architecture_of(student, cfg.student),
                     model_name=cfg.model_name or None,
                     card={"teacher": cfg.teacher or f"recipes/train_teacher.py ({cfg.teacher_config})",
                           "dataset": cfg.dataset, "recipe": _command(cfg),
@@ -378,11 +377,6 @@ def compare_downstream(cfg: Any, backbone_dir: Path) -> dict[str, Any]:
     for name, r in results.items():
         main_print(f"[distill] {name} fine-tuned model: {Path(r['model_dir']).resolve()}")
     return {"downstream": {name: {"metrics": r["metrics"], "model_dir": r["model_dir"]} for name, r in results.items()}}
-
-
-def _architecture(model: nn.Module, name: str) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    return str(cfg.get("architecture") or name)
 
 
 def _command(cfg: Any) -> str:

@@ -21,6 +21,8 @@ from repfusion_zoo.training.config import format_help, load_config, opt, wants_h
 
 @dataclass
 class PushConfig:
+    """Keys of recipes/push_to_hub.py."""
+
     folder: str = opt("", "the Hub-ready folder to publish")
     repo_id: str = opt("", "org/name on the Hub")
     revision: str = opt("", "branch to push to (empty = the default branch)")

@@ -31,13 +31,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from repfusion_zoo.errors import ConfigError, InputError, RepFusionError
 from repfusion_zoo.training.config import format_help, load_config, opt, to_dict, wants_help
+
+if TYPE_CHECKING:  # imported on first use
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers.training_utils import EMAModel
 
 RECIPES = Path(__file__).resolve().parent
 DEFAULT_CONFIG = RECIPES / "configs" / "teacher_digits.yaml"
@@ -100,7 +105,7 @@ class TeacherConfig:
 
 
 # ------------------------------------------------------------------ building blocks
-def build_unet(cfg: TeacherConfig):
+def build_unet(cfg: TeacherConfig) -> UNet2DModel:
     """A fresh `UNet2DModel` of the config's architecture."""
     from diffusers import UNet2DModel
 
@@ -133,7 +138,8 @@ def build_unet(cfg: TeacherConfig):
     )
 
 
-def build_scheduler(cfg: TeacherConfig):
+def build_scheduler(cfg: TeacherConfig) -> DDPMScheduler:
+    """The `DDPMScheduler` of the config's noise schedule."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
@@ -144,7 +150,7 @@ def build_scheduler(cfg: TeacherConfig):
     )
 
 
-def diffusion_loss(unet, scheduler, images: torch.Tensor) -> torch.Tensor:
+def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, images: torch.Tensor) -> torch.Tensor:
     """The DDPM epsilon-prediction MSE for `images` `[B, C, H, W]` in [0, 1] (fed as x * 2 - 1)."""
     x0 = images * 2.0 - 1.0
     noise = torch.randn_like(x0)
@@ -202,7 +208,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_teacher(unet, scheduler, out: Path, cfg: TeacherConfig, info: dict[str, Any]) -> Path:
+def save_teacher(unet: UNet2DModel, scheduler: DDPMScheduler, out: Path, cfg: TeacherConfig, info: dict[str, Any]) -> Path:
     """Write `DDPMPipeline(unet, scheduler)` (safetensors) + the config and training info, atomically."""
     from diffusers import DDPMPipeline
 
@@ -216,7 +222,7 @@ def save_teacher(unet, scheduler, out: Path, cfg: TeacherConfig, info: dict[str,
 
 
 @torch.no_grad()
-def save_samples(unet, scheduler, path: Path, cfg: TeacherConfig) -> None:
+def save_samples(unet: UNet2DModel, scheduler: DDPMScheduler, path: Path, cfg: TeacherConfig) -> None:
     """A grid of `num_samples` images denoised by the EMA UNet in `sample_inference_steps` steps."""
     from diffusers import DDPMPipeline
     from diffusers.utils import make_image_grid
@@ -232,7 +238,7 @@ def save_samples(unet, scheduler, path: Path, cfg: TeacherConfig) -> None:
 
 
 # ------------------------------------------------------------------ EMA in the resumable state (safetensors, no pickle)
-def ema_state_hooks(accelerator, ema) -> None:
+def ema_state_hooks(accelerator: Accelerator, ema: EMAModel) -> None:
     """Save / restore the EMA shadow weights with `accelerator.save_state` as safetensors + JSON."""
     from safetensors.torch import load_file, save_file
 
@@ -254,7 +260,7 @@ def ema_state_hooks(accelerator, ema) -> None:
 
 
 # ------------------------------------------------------------------ training
-def make_accelerator(cfg: TeacherConfig, run_dir: Path):
+def make_accelerator(cfg: TeacherConfig, run_dir: Path) -> Accelerator:
     """An Accelerator for the run; a CPU-only multi-process launch becomes one gloo group.
 
     (`accelerate launch --multi_gpu --num_processes N` starts N workers; without `cpu=True` they
@@ -296,19 +302,16 @@ def _build_run(cfg: TeacherConfig, accelerator, run_dir: Path) -> _Run:
     """Data (epoch-seeded order and augmentation), UNet, EMA, AdamW + cosine schedule, all prepared."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
-    from torch.utils.data import DataLoader
 
     from repfusion_zoo.data import build_dataset
-    from repfusion_zoo.training.data import EpochSampler, EpochSeededDataset, collate
+    from repfusion_zoo.training.data import seeded_train_loader
     from repfusion_zoo.training.loop import micro_batch_size
     from repfusion_zoo.training.state import CheckpointManager
 
     dataset = build_dataset(cfg.dataset, split=cfg.split, image_size=cfg.image_size, in_chans=cfg.in_channels, augment=cfg.augment, seed=cfg.seed)
     if len(dataset) < cfg.batch_size:
         raise InputError(f"dataset {cfg.dataset!r} has {len(dataset)} images, fewer than one batch ({cfg.batch_size}); lower batch_size")
-    seeded = EpochSeededDataset(dataset, cfg.seed)
-    sampler = EpochSampler(len(dataset), cfg.seed)
-    loader = DataLoader(seeded, batch_size=micro_batch_size(cfg, accelerator.num_processes), sampler=sampler, drop_last=True, num_workers=cfg.num_workers, collate_fn=collate)
+    loader, sampler, seeded = seeded_train_loader(dataset, micro_batch_size(cfg, accelerator.num_processes), cfg.seed, cfg.num_workers)
     unet = build_unet(cfg)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, power=cfg.ema_power, model_cls=type(unet), model_config=unet.config)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
@@ -379,7 +382,7 @@ def _log_loss(run: _Run, losses: list[torch.Tensor], step: int, bar) -> float:
     return value
 
 
-def train_teacher(cfg: TeacherConfig, accelerator=None) -> Path:
+def train_teacher(cfg: TeacherConfig, accelerator: Accelerator | None = None) -> Path:
     """Train (or, with `reuse`, find) the teacher described by `cfg`; return its folder.
 
     `accelerator`: an existing `accelerate.Accelerator` to run under (its precision and

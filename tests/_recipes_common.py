@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,12 @@ def train_tiny_teacher(folder: Path) -> Path:
     for key, value in TINY_TEACHER.items():
         argv += [f"--{key}", json.dumps(value)]
     return Path(train_teacher.train_teacher(train_teacher.parse_config(argv)))
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny digits teacher of `train_tiny_teacher`, trained once per test session and then reused."""
+    return train_tiny_teacher(tmp_path_factory.getbasetemp() / "c2_tiny_teacher")
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -8,22 +8,16 @@ order, augmentation and (with `--strategy fixed`) the time steps are identical b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 import torch
 
-from _recipes_common import accelerate_cmd, load_weights, run, tiny_flags, train_tiny_teacher
+from _recipes_common import accelerate_cmd, load_weights, run, tiny_flags
+from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 
 #: global relative L2 difference of the student's parameters after 8 SGD steps. Measured here:
 #: 0.015 (BatchNorm on 16-image halves vs 32-image batches); the decoder g, which has no BatchNorm
 #: and sees the frozen teacher's features, matches to float precision (its loss to ~1e-7).
 TOLERANCE = 0.05
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory) -> Path:
-    return train_tiny_teacher(tmp_path_factory.getbasetemp() / "c2_tiny_teacher")
 
 
 def _relative_l2(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

@@ -11,15 +11,12 @@ import pytest
 import torch
 import yaml
 
-from _recipes_common import RECIPES, TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags, train_tiny_teacher
+from _data_fixtures import write_image_folder
+from _recipes_common import RECIPES, TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags
+from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 from repfusion_zoo.errors import ConfigError, DatasetError
 
 sys.path.insert(0, str(RECIPES))
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory) -> Path:
-    return train_tiny_teacher(tmp_path_factory.getbasetemp() / "c2_tiny_teacher")
 
 
 @pytest.fixture(autouse=True)
@@ -120,27 +117,13 @@ def test_teacher_data_mismatch_fails_before_training(tmp_path, tiny_teacher):
     assert not out.exists()
 
 
-def _image_folder(root: Path, corrupt: bool) -> Path:
-    from PIL import Image
-
-    for split in ("train", "test"):
-        for label in ("a", "b"):
-            folder = root / split / label
-            folder.mkdir(parents=True)
-            for i in range(4):
-                value = 40 if label == "a" else 200
-                Image.new("RGB", (8, 8), (value, (i * 30) % 255, value)).save(folder / f"{i}.png")
-    if corrupt:
-        (root / "train" / "a" / "broken.png").write_bytes(b"not an image at all")
-    return root
-
-
 def test_corrupt_image_is_a_counted_skip(tmp_path):
     import finetune
 
     from repfusion_zoo.data import UnreadableImageWarning
 
-    data = _image_folder(tmp_path / "data", corrupt=True)
+    data = write_image_folder(tmp_path / "data", {"a": 4, "b": 4}, size=8)
+    (data / "train" / "a" / "broken.png").write_bytes(b"not an image at all")
     cfg = finetune.load_finetune_config(["--model", "resnet18_cifar", "--pretrained", "false", "--model_kwargs",
                                          "{channels: [8, 16, 32, 64]}", "--dataset", str(data), "--image_size", "8",
                                          "--batch_size", "4", "--epochs", "1", "--output_dir", str(tmp_path / "ft")])
@@ -186,3 +169,46 @@ def test_finetune_model_starts_from_the_folder_weights(tmp_path, pretrained):
     state = trunk.state_dict()
     assert all(torch.equal(state[k], v) for k, v in backbone.state_dict().items())
     assert trunk.get_classifier().out_features == 10
+
+
+#: three Tiny-ImageNet classes (goldfish, European fire salamander, bullfrog) and their ImageNet-1k indices
+TINY_IMAGENET_WNIDS = {"n01443537": 1, "n01629819": 25, "n01641577": 30}
+
+
+def _class_conditional_teacher(folder: Path) -> Path:
+    """A tiny class-conditional UNet2DModel (1000 ImageNet classes, 3 x 8 x 8) saved as a bare UNet folder."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4, num_class_embeds=1000)
+    unet.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_tinyimagenet_class_map_feeds_imagenet_ids(tmp_path, monkeypatch):
+    """`teacher_class_map: tinyimagenet`: WordNet-id class folders reach the ADM-style teacher as their
+    ImageNet indices, never as the dataset's 0..2 (the authors' bug)."""
+    import distill
+
+    data = write_image_folder(tmp_path / "data", dict.fromkeys(TINY_IMAGENET_WNIDS, 4), size=8)
+    seen: list[int] = []
+    built: list[torch.nn.Module] = []
+    original = distill.build_teacher
+
+    def observed_teacher(*args, **kwargs):  # the recipe's own teacher, with a hook that records the class ids
+        teacher = original(*args, **kwargs)
+        teacher.unet.class_embedding.register_forward_pre_hook(lambda module, inputs: seen.extend(inputs[0].tolist()))
+        built.append(teacher)
+        return teacher
+
+    monkeypatch.setattr(distill, "build_teacher", observed_teacher)
+    cfg = distill.load_distill_config(tiny_flags(tmp_path / "run", teacher=str(_class_conditional_teacher(tmp_path / "adm")),
+                                                 dataset=str(data), teacher_class_map="tinyimagenet",
+                                                 batch_size=6, max_steps=2))
+    result = distill.distill(cfg)
+    assert built[0].class_map.tolist() == list(TINY_IMAGENET_WNIDS.values())
+    # 2 steps x 6 = the whole train split (4 images a class) once: each class id 4 times, none of 0 or 2
+    assert sorted(seen) == sorted(list(TINY_IMAGENET_WNIDS.values()) * 4), seen
+    assert (Path(result["backbone_dir"]) / "model.safetensors").is_file()

@@ -4,20 +4,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from accelerate import Accelerator
 
-from _recipes_common import accelerate_cmd, env, load_weights, run, tiny_flags, train_tiny_teacher
+from _recipes_common import accelerate_cmd, env, load_weights, run, tiny_flags
+from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 from repfusion_zoo.errors import ConfigError
 from repfusion_zoo.training.state import CheckpointManager, Progress, complete_checkpoints, resolve_resume
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory) -> Path:
-    return train_tiny_teacher(tmp_path_factory.getbasetemp() / "c2_tiny_teacher")
 
 
 def test_checkpoints_are_atomic_and_pruned(tmp_path):

@@ -11,6 +11,8 @@ from ..errors import DatasetError
 #: split names each dataset accepts; "val" / "validation" are aliases of "test" everywhere
 TRAIN_SPLITS = ("train",)
 TEST_SPLITS = ("test", "val", "validation")
+#: the fraction held out as the test split when a dataset comes as one split (digits, one-split HF datasets)
+TEST_FRACTION = 0.2
 
 
 def canonical_split(split: str) -> str:
@@ -20,6 +22,15 @@ def canonical_split(split: str) -> str:
     if split in TEST_SPLITS:
         return "test"
     raise DatasetError(f"unknown split {split!r}; use 'train' or 'test' ('val' and 'validation' mean 'test')")
+
+
+def seeded_split(num_items: int, split: str, seed: int, stratify: Sequence[int] | None = None) -> list[int]:
+    """Sorted indices of `split` in a seeded 80/20 train/test cut of `range(num_items)`, stratified by the
+    per-item labels `stratify` when given (the same cut for both splits, on every machine and process)."""
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(list(range(num_items)), test_size=TEST_FRACTION, random_state=seed, stratify=stratify)
+    return sorted(train if canonical_split(split) == "train" else test)
 
 
 class ImageClassificationDataset(Dataset):

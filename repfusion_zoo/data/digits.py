@@ -12,11 +12,8 @@ from functools import lru_cache, partial
 import numpy as np
 import torch
 
-from .base import ImageClassificationDataset, canonical_split
+from .base import ImageClassificationDataset, canonical_split, seeded_split
 from .transforms import match_channels, random_shift, resize_tensor
-
-#: the fraction of the digits held out as the test split
-TEST_FRACTION = 0.2
 
 
 @lru_cache(maxsize=1)
@@ -29,13 +26,8 @@ def _load_digits():
 
 def digits_split_indices(split: str, seed: int = 0) -> np.ndarray:
     """Indices into `load_digits()` of the seeded stratified `split` ("train" or "test"), sorted."""
-    from sklearn.model_selection import train_test_split
-
     targets = _load_digits().target
-    train, test = train_test_split(
-        np.arange(len(targets)), test_size=TEST_FRACTION, stratify=targets, random_state=seed
-    )
-    return np.sort(train if canonical_split(split) == "train" else test)
+    return np.asarray(seeded_split(len(targets), split, seed, stratify=targets))
 
 
 class DigitsDataset(ImageClassificationDataset):

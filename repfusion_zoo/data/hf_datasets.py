@@ -18,20 +18,19 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import torch
 
 from ..errors import DatasetError
-from .base import ImageClassificationDataset, canonical_split
+from .base import ImageClassificationDataset, canonical_split, seeded_split
 from .readers import ImageSource, read_image, require_readable, scan_images
 from .transforms import pil_mode, pil_to_image_tensor, random_hflip
 
 IMAGE_COLUMNS = ("img", "image")
 LABEL_COLUMNS = ("label", "labels", "fine_label")
 TEST_SPLIT_NAMES = ("test", "validation", "valid", "val")
-TEST_FRACTION = 0.2
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -112,36 +111,35 @@ def select_split(data: Any, split: str, seed: int) -> Any:
 def split_indices(data: Any, split: str, seed: int) -> list[int]:
     """Sorted row indices of `split` in a seeded 80/20 cut of `data` (stratified by a ClassLabel column)."""
     import datasets
-    from sklearn.model_selection import train_test_split
 
     label = find_label_column(data)
     stratify = list(data[label]) if label and isinstance(data.features[label], datasets.ClassLabel) else None
-    train, test = train_test_split(list(range(len(data))), test_size=TEST_FRACTION, random_state=seed, stratify=stratify)
-    return sorted(train if split == "train" else test)
+    return seeded_split(len(data), split, seed, stratify=stratify)
+
+
+def _find_column(data: Any, names: Sequence[str], feature_type: type) -> str | None:
+    """The first of `names` among `data`'s columns, else the first column of `feature_type`, else None."""
+    for name in names:
+        if name in data.features:
+            return name
+    return next((name for name, feature in data.features.items() if isinstance(feature, feature_type)), None)
 
 
 def find_image_column(data: Any) -> str:
+    """The image column: one of `IMAGE_COLUMNS`, else the first `datasets.Image` column."""
     import datasets
 
-    for name in IMAGE_COLUMNS:
-        if name in data.features:
-            return name
-    for name, feature in data.features.items():
-        if isinstance(feature, datasets.Image):
-            return name
-    raise DatasetError(f"no image column in dataset (columns: {list(data.features)}); expected one of {IMAGE_COLUMNS}")
+    name = _find_column(data, IMAGE_COLUMNS, datasets.Image)
+    if name is None:
+        raise DatasetError(f"no image column in dataset (columns: {list(data.features)}); expected one of {IMAGE_COLUMNS}")
+    return name
 
 
 def find_label_column(data: Any) -> str | None:
+    """The label column: one of `LABEL_COLUMNS`, else the first `datasets.ClassLabel` column, else None (unlabelled)."""
     import datasets
 
-    for name in LABEL_COLUMNS:
-        if name in data.features:
-            return name
-    for name, feature in data.features.items():
-        if isinstance(feature, datasets.ClassLabel):
-            return name
-    return None
+    return _find_column(data, LABEL_COLUMNS, datasets.ClassLabel)
 
 
 def _source(entry: Any) -> ImageSource:
@@ -151,7 +149,10 @@ def _source(entry: Any) -> ImageSource:
             return entry["bytes"]
         if entry.get("path"):
             return entry["path"]
-    raise DatasetError(f"image cell holds neither bytes nor a path: {type(entry).__name__}")
+    raise DatasetError(
+        f"image cell holds neither bytes nor a path: {type(entry).__name__}; the image column must be a "
+        "datasets.Image feature with encoded bytes or file paths"
+    )
 
 
 class HFImageDataset(ImageClassificationDataset):
@@ -165,7 +166,11 @@ class HFImageDataset(ImageClassificationDataset):
         self.image_column = find_image_column(data)
         label_column = find_label_column(data)
         if not isinstance(data.features[self.image_column], datasets.Image):
-            raise DatasetError(f"column {self.image_column!r} of {name!r} is not an Image feature")
+            raise DatasetError(
+                f"column {self.image_column!r} of {name!r} is not an Image feature "
+                f"({type(data.features[self.image_column]).__name__}); cast it with "
+                f"dataset.cast_column({self.image_column!r}, datasets.Image()) and save it again"
+            )
         self.data = data.cast_column(self.image_column, datasets.Image(decode=False))
         where = f"dataset hf:{name} split {split!r}"
         sources = (_source(row[self.image_column]) for row in self.data.select_columns([self.image_column]))

@@ -50,7 +50,10 @@ def match_channels(image: torch.Tensor, in_chans: int) -> torch.Tensor:
         return image
     if image.shape[0] == 1:
         return image.repeat(in_chans, 1, 1)
-    raise DatasetError(f"cannot turn a {image.shape[0]}-channel image into {in_chans} channels")
+    raise DatasetError(
+        f"cannot turn a {image.shape[0]}-channel image into {in_chans} channels; set in_chans={image.shape[0]} "
+        "(only 1-channel images are replicated to more channels)"
+    )
 
 
 def random_hflip(image: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
@@ -77,6 +78,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def schema_fields(schema: type) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of `schema`, by name."""
     return {f.name: f for f in dataclasses.fields(schema)}
 
 
@@ -88,12 +90,9 @@ def extend_schema(schema: type[T], extra_defaults: Mapping[str, Any]) -> type[T]
     hints = typing.get_type_hints(schema)
     new_fields = []
     for key, value in extra_defaults.items():
-        meta = known[key].metadata if key in known else {"help": "task setting", "choices": None}
+        meta = known[key].metadata if key in known else {"help": "task setting"}
         kind = hints.get(key, Any if value is None else type(value))
-        if isinstance(value, (list, dict)):
-            new_fields.append((key, kind, dataclasses.field(default_factory=lambda v=value: type(v)(v), metadata=meta)))
-        else:
-            new_fields.append((key, kind, dataclasses.field(default=value, metadata=meta)))
+        new_fields.append((key, kind, opt(value, meta.get("help", ""), meta.get("choices"))))
     return dataclasses.make_dataclass(schema.__name__, new_fields, bases=(schema,))
 
 
@@ -101,7 +100,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     """`value` (a flag string or a YAML value) converted to the field type `kind`."""
     origin = typing.get_origin(kind)
     args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         return _coerce(key, value, args[0]) if len(args) == 1 else (yaml.safe_load(value) if isinstance(value, str) else value)
@@ -219,6 +218,7 @@ def format_help(schema: type, prog: str, description: str = "") -> str:
 
 
 def wants_help(argv: Sequence[str] | None) -> bool:
+    """True when `argv` (default `sys.argv[1:]`) asks for `-h` / `--help`."""
     args = sys.argv[1:] if argv is None else argv
     return "-h" in args or "--help" in args
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 import torch
-from torch.utils.data import Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 
 def _mix(*values: int) -> int:
@@ -77,3 +77,15 @@ def as_batch(batch: Any) -> dict[str, Any]:
 def collate(items: list[Any]) -> dict[str, Any]:
     """`default_collate`, returned as a dict (see `as_batch`)."""
     return as_batch(default_collate(items))
+
+
+def seeded_train_loader(dataset: Dataset, micro_batch: int, seed: int,
+                        num_workers: int = 0) -> tuple[DataLoader, EpochSampler, EpochSeededDataset]:
+    """A `drop_last` training loader of `micro_batch` items whose order and augmentation are
+    functions of `(seed, epoch, index)`; also returns its sampler and seeded dataset, whose
+    `set_epoch` the loop calls each epoch."""
+    sampler = EpochSampler(len(dataset), seed)  # type: ignore[arg-type]
+    seeded = EpochSeededDataset(dataset, seed)
+    loader = DataLoader(seeded, batch_size=micro_batch, sampler=sampler, drop_last=True,
+                        num_workers=num_workers, collate_fn=collate)
+    return loader, sampler, seeded

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -39,7 +40,7 @@ def evaluate(
     metric = task.new_metric()
     pictured = False
     for batch in loader:
-        batch = _to_device(batch, accelerator.device)
+        batch = send_to_device(batch, accelerator.device)
         with accelerator.autocast():
             prediction = task.predict(model, batch)
         metric.update(prediction, batch)
@@ -51,14 +52,4 @@ def evaluate(
     total = accelerator.reduce(state, reduction="sum")
     model.train(was_training)
     return {k: float(v) for k, v in metric.compute(total.cpu()).items()}
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
 

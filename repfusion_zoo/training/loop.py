@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
 from .config import opt, to_dict
-from .data import EpochSampler, EpochSeededDataset, collate
+from .data import seeded_train_loader
 from .state import CheckpointManager, Progress, resolve_resume, seed_step
 
 StepFn = Callable[[nn.Module, dict[str, Any], float], Mapping[str, torch.Tensor]]
@@ -97,6 +97,7 @@ def micro_batch_size(cfg: TrainConfig, num_processes: int) -> int:
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """`cfg.optimizer` (SGD with momentum, Adam or AdamW) over the `params` that require grad."""
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -139,10 +140,7 @@ class Trainer:
         """The training loader: epoch-seeded order and augmentation, drop_last, sharded by accelerate."""
         cfg = self.cfg
         micro = micro_batch_size(cfg, self.accelerator.num_processes)
-        self.sampler = EpochSampler(len(dataset), cfg.seed)
-        self.seeded = EpochSeededDataset(dataset, cfg.seed)
-        loader = DataLoader(self.seeded, batch_size=micro, sampler=self.sampler, drop_last=True,
-                            num_workers=cfg.num_workers, collate_fn=collate)
+        loader, self.sampler, self.seeded = seeded_train_loader(dataset, micro, cfg.seed, cfg.num_workers)
         if len(loader) < self.accelerator.num_processes:
             raise ConfigError(f"the training set ({len(dataset)} items) is smaller than one global batch ({cfg.batch_size}); lower --batch_size")
         return loader
