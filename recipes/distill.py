@@ -245,25 +245,20 @@ class DistillModel(nn.Module):
 
 
 def build_repfusion(cfg: Any, teacher: nn.Module, student_channels: int, num_classes: int) -> nn.Module:
-    """RepFusion around `teacher`: the time-step strategy, decoder g (`num_classes` outputs) and the
-    distillation loss with its connector from `student_channels` to the teacher's feature channels."""
-    from repfusion_zoo.decoders import build_decoder
-    from repfusion_zoo.distill import RepFusion
-    from repfusion_zoo.losses import build_distill_loss
-    from repfusion_zoo.timesteps import build_strategy
+    """RepFusion around `teacher` from the config's names (`repfusion_zoo.distill.build_repfusion`):
+    the time-step strategy, decoder g (`num_classes` outputs) and the distillation loss."""
+    from repfusion_zoo.distill import build_repfusion as build
 
-    teacher_channels = int(getattr(teacher, "feature_shape", (None,))[0] or feature_channels(teacher, cfg.in_chans, cfg.image_size))
-    kwargs: dict[str, Any] = {"in_chans": cfg.in_chans, "num_train_timesteps": int(getattr(teacher, "num_train_timesteps", 1000))}
+    strategy_kwargs: dict[str, Any] = {}
     if cfg.strategy == "fixed":
-        kwargs["t"] = cfg.t
+        strategy_kwargs["t"] = cfg.t
     if cfg.strategy == "reinforce":
-        kwargs.update(entropy_weight=cfg.entropy_weight,
-                      entropy_decay_until=None if cfg.entropy_decay_until < 0 else cfg.entropy_decay_until,
-                      baseline=None if cfg.policy_baseline == "none" else cfg.policy_baseline)
-    strategy = build_strategy(cfg.strategy, **kwargs)
-    decoder = None if cfg.decoder == "none" else build_decoder(cfg.decoder, teacher_channels, num_classes)
-    loss = build_distill_loss(cfg.loss, student_channels, teacher_channels, **cfg.loss_kwargs)
-    return RepFusion(teacher, strategy, decoder, loss)
+        strategy_kwargs.update(entropy_weight=cfg.entropy_weight,
+                               entropy_decay_until=None if cfg.entropy_decay_until < 0 else cfg.entropy_decay_until,
+                               baseline=None if cfg.policy_baseline == "none" else cfg.policy_baseline)
+    return build(teacher, student_channels=student_channels, num_classes=num_classes, strategy=cfg.strategy,
+                 decoder=None if cfg.decoder == "none" else cfg.decoder, loss=cfg.loss,
+                 strategy_kwargs=strategy_kwargs, loss_kwargs=cfg.loss_kwargs)
 
 
 # ------------------------------------------------------------------------------------ the run

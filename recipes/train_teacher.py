@@ -25,18 +25,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from repfusion_zoo.errors import ConfigError, InputError, RepFusionError
+from repfusion_zoo.hub.atomic import atomic_folder
 from repfusion_zoo.training.config import format_help, load_config, opt, to_dict, wants_help
 
 if TYPE_CHECKING:  # imported on first use
@@ -184,28 +183,8 @@ def config_key_from(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ atomic output
-@contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `target`; on success it replaces `target`, on error it is removed.
-
-    A kill at any moment leaves either the previous `target` (or, between the two renames, that
-    previous folder under `.<name>.old-<pid>`) or the new complete one, never a half-written folder.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+# `atomic_folder` (repfusion_zoo.hub.atomic): a temp folder beside the target, swapped in on success;
+# a killed earlier writer's leftovers are healed first. A kill never leaves a half teacher.
 
 
 def save_teacher(unet: UNet2DModel, scheduler: DDPMScheduler, out: Path, cfg: TeacherConfig, info: dict[str, Any]) -> Path:
