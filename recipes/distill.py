@@ -56,6 +56,7 @@ from repfusion_zoo.training import (  # noqa: E402
     to_dict,
     wants_help,
 )
+from repfusion_zoo.modes import evaluating  # noqa: E402
 from repfusion_zoo.training.config import extend_schema  # noqa: E402
 from repfusion_zoo.training.loop import set_torch_threads_from_env  # noqa: E402
 from repfusion_zoo.training.state import seed_everything  # noqa: E402
@@ -208,12 +209,9 @@ def build_student(cfg: Any) -> nn.Module:
 
 def feature_channels(module: nn.Module, in_chans: int, size: int, **kwargs: Any) -> int:
     """Channels of a feature map, by one dry forward of a `[2, in_chans, size, size]` batch."""
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        x = torch.zeros(2, in_chans, size, size)
+    x = torch.zeros(2, in_chans, size, size)
+    with evaluating(module):
         out = module.forward_features(x) if hasattr(module, "forward_features") else module(x, **kwargs)
-    module.train(was_training)
     return int(out.shape[1])
 
 

@@ -6,14 +6,11 @@ The paper's Figures 6 (parsing) and 7 (landmarks). Images are `[3, H, W]` in [0,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch import nn
-
-Prediction = TypeVar("Prediction")
 
 #: one colour per CelebAMask-HQ label (background, skin, nose, eye_g, l_eye, r_eye, l_brow, r_brow,
 #: l_ear, r_ear, mouth, u_lip, l_lip, hair, hat, ear_r, neck_l, neck, cloth)
@@ -74,19 +71,6 @@ def side_by_side(pictures: Sequence[Image.Image]) -> Image.Image:
         row.paste(picture, (x, 0))
         x += picture.width
     return row
-
-
-def predict_for_pictures(
-    predict: Callable[[nn.Module, Mapping[str, Any]], Prediction], model: nn.Module, batch: Mapping[str, Any]
-) -> Prediction:
-    """`predict(model, batch)` in eval mode without gradients; the model's train/eval mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return predict(model, batch)
-    finally:
-        model.train(was_training)
 
 
 def save_pictures(pictures: Iterable[Image.Image], out_dir: str | Path, prefix: str) -> list[Path]:

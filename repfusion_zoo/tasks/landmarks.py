@@ -149,10 +149,12 @@ class LandmarksTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """Predicted (red) and annotated (green) points on the first `num_pictures` crops."""
-        from ..visualize import predict_for_pictures, save_landmark_pictures
+        from ..modes import evaluating
+        from ..visualize import save_landmark_pictures
 
         count = self.num_pictures
         images = batch["image"][:count]
-        points = predict_for_pictures(self.predict, model, {"image": images})
+        with evaluating(model):
+            points = self.predict(model, {"image": images})
         target = batch["points"][:count] if "points" in batch else None
         return save_landmark_pictures(images, points, target, out_dir, "landmarks", count)

@@ -164,9 +164,11 @@ class SegmentationTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """image | target overlay | prediction overlay, for the first `num_pictures` images."""
-        from ..visualize import predict_for_pictures, save_parsing_pictures
+        from ..modes import evaluating
+        from ..visualize import save_parsing_pictures
 
         count = self.num_pictures
         sub = {"image": batch["image"][:count], "mask": batch["mask"][:count]}
-        prediction = predict_for_pictures(self.predict, model, sub)
+        with evaluating(model):
+            prediction = self.predict(model, sub)
         return save_parsing_pictures(sub["image"], prediction, sub["mask"], out_dir, "parsing", count)

@@ -13,6 +13,7 @@ from accelerate.utils import send_to_device
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..modes import evaluating
 from .data import collate
 
 
@@ -21,7 +22,6 @@ def shard(dataset: Dataset, rank: int, world: int) -> Dataset:
     return Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
 
 
-@torch.no_grad()
 def evaluate(
     accelerator: Accelerator,
     model: nn.Module,
@@ -33,23 +33,21 @@ def evaluate(
     num_workers: int = 0,
 ) -> dict[str, float]:
     """`task`'s metric on `dataset`, computed from states summed over every process."""
-    was_training = model.training
-    model.eval()
     loader = DataLoader(shard(dataset, accelerator.process_index, accelerator.num_processes),
                         batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     metric = task.new_metric()
     pictured = False
-    for batch in loader:
-        batch = send_to_device(batch, accelerator.device)
-        with accelerator.autocast():
-            prediction = task.predict(model, batch)
-        metric.update(prediction, batch)
-        if pictures_dir is not None and not pictured and accelerator.is_main_process:
-            Path(pictures_dir).mkdir(parents=True, exist_ok=True)
-            task.visualize(accelerator.unwrap_model(model), batch, Path(pictures_dir))
-            pictured = True
-    state = metric.state().to(device=accelerator.device, dtype=torch.float64)
-    total = accelerator.reduce(state, reduction="sum")
-    model.train(was_training)
+    with evaluating(model):
+        for batch in loader:
+            batch = send_to_device(batch, accelerator.device)
+            with accelerator.autocast():
+                prediction = task.predict(model, batch)
+            metric.update(prediction, batch)
+            if pictures_dir is not None and not pictured and accelerator.is_main_process:
+                Path(pictures_dir).mkdir(parents=True, exist_ok=True)
+                task.visualize(accelerator.unwrap_model(model), batch, Path(pictures_dir))
+                pictured = True
+        state = metric.state().to(device=accelerator.device, dtype=torch.float64)
+        total = accelerator.reduce(state, reduction="sum")
     return {k: float(v) for k, v in metric.compute(total.cpu()).items()}
 
