@@ -91,6 +91,7 @@ class DistillConfig(TrainConfig):
     # RepFusion
     strategy: str = opt("reinforce", "time-step strategy", choices=["reinforce", "fixed", "random"])
     t: int = opt(0, "the time step of --strategy fixed")
+    timesteps: str = opt("all", "the action set of every strategy: all | start:stop:step (e.g. 0:1000:50) | 0,10,50")
     entropy_weight: float = opt(0.1, "lambda_H of the policy's entropy bonus")
     entropy_decay_until: float = opt(-1.0, "fraction of training where lambda_H reaches 0 (negative = constant, the paper)")
     policy_baseline: str = opt("ema", "REINFORCE baseline", choices=["ema", "batch_mean", "none"])
@@ -247,7 +248,7 @@ def build_repfusion(cfg: Any, teacher: nn.Module, student_channels: int, num_cla
     the time-step strategy, decoder g (`num_classes` outputs) and the distillation loss."""
     from repfusion_zoo.distill import build_repfusion as build
 
-    strategy_kwargs: dict[str, Any] = {}
+    strategy_kwargs: dict[str, Any] = {"timesteps": cfg.timesteps}
     if cfg.strategy == "fixed":
         strategy_kwargs["t"] = cfg.t
     if cfg.strategy == "reinforce":

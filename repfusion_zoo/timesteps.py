@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ __all__ = [
     "FixedTimestep",
     "UniformTimestep",
     "build_strategy",
+    "parse_timesteps",
     "entropy_weight_at",
     "DEFAULT_BASELINE",
 ]
@@ -58,6 +59,44 @@ class TimestepSample:
     t: torch.Tensor
     log_prob: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
+
+
+TimestepSpec = Union[str, Sequence[int], None]
+
+
+def parse_timesteps(spec: TimestepSpec, num_train_timesteps: int) -> list[int]:
+    """The finite action set of time steps, sorted: the ``timesteps:`` key of every strategy and of the cache.
+
+    ``spec``: None, ``""`` or ``"all"`` = all of 0..T-1 (the paper); a range ``"start:stop:step"``
+    (Python's ``range``, e.g. ``"0:1000:50"``); a comma list ``"0,10,50"``; or a sequence of ints.
+    Every entry must lie in 0..T-1 and appear once (:class:`ConfigError` otherwise).
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
+        return list(range(num_train_timesteps))
+    if isinstance(spec, str):
+        text = spec.strip().strip("[]")
+        try:
+            if ":" in text:
+                values = list(range(*(int(part) for part in text.split(":"))))
+            else:
+                values = [int(part) for part in text.split(",") if part.strip()]
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"timesteps {spec!r} is not a time-step set; give 'all', a range 'start:stop:step' (e.g. '0:1000:50') "
+                "or a comma list '0,10,50'."
+            ) from None
+    else:
+        values = [int(v) for v in spec]
+    if not values:
+        raise ConfigError(f"timesteps {spec!r} is empty; give at least one time step, or 'all'.")
+    bad = [v for v in values if not 0 <= v < num_train_timesteps]
+    if bad:
+        raise ConfigError(
+            f"timesteps {bad[:5]} lie outside 0..{num_train_timesteps - 1} (the teacher's num_train_timesteps={num_train_timesteps})."
+        )
+    if len(set(values)) != len(values):
+        raise ConfigError(f"timesteps {spec!r} contains duplicates; give each time step once.")
+    return sorted(values)
 
 
 def entropy_weight_at(weight: float, progress: float, decay_until: float | None) -> float:
@@ -123,8 +162,9 @@ class ReinforcePolicy(nn.Module):
     Args:
         in_chans: channels of the image the policy sees (the teacher's input).
         num_train_timesteps: T of the teacher's scheduler; actions must lie in 0..T-1.
-        actions: the time steps the policy chooses among (a subset, e.g. ``range(0, 1000, 10)``);
-            None = all T steps (the paper).
+        timesteps: the time steps the policy chooses among (:func:`parse_timesteps`: a sequence,
+            ``"0:1000:50"`` or ``"0,10,50"``); None = all T steps (the paper). With a feature
+            cache, the cache's set.
         hidden: width of the 3 linear layers.
         conv_channels: channels of the 3 conv layers (stride 2 each).
         entropy_weight: lambda_H (0.1, the paper).
@@ -163,7 +203,7 @@ class ReinforcePolicy(nn.Module):
         self,
         in_chans: int = 3,
         num_train_timesteps: int = 1000,
-        actions: Sequence[int] | None = None,
+        timesteps: TimestepSpec = None,
         hidden: int = 128,
         conv_channels: Sequence[int] = (16, 32, 64),
         entropy_weight: float = 0.1,
@@ -179,17 +219,7 @@ class ReinforcePolicy(nn.Module):
             raise ConfigError(f"ReinforcePolicy eval_mode={eval_mode!r} is unknown; use 'argmax' or 'sample'.")
         if len(tuple(conv_channels)) != 3:
             raise ConfigError(f"ReinforcePolicy conv_channels needs 3 entries (3 conv layers); got {conv_channels!r}.")
-        acts = list(range(num_train_timesteps)) if actions is None else [int(a) for a in actions]
-        if not acts:
-            raise ConfigError("ReinforcePolicy actions is empty; give at least one time step or None for all.")
-        bad = [a for a in acts if not 0 <= a < num_train_timesteps]
-        if bad:
-            raise ConfigError(
-                f"ReinforcePolicy actions {bad[:5]} lie outside 0..{num_train_timesteps - 1} "
-                f"(num_train_timesteps={num_train_timesteps})."
-            )
-        if len(set(acts)) != len(acts):
-            raise ConfigError("ReinforcePolicy actions contains duplicates; give each time step once.")
+        acts = parse_timesteps(timesteps, num_train_timesteps)
         self.in_chans = in_chans
         self.num_train_timesteps = num_train_timesteps
         self.entropy_weight = float(entropy_weight)
@@ -281,12 +311,20 @@ class ReinforcePolicy(nn.Module):
 
 
 class FixedTimestep(nn.Module):
-    """The same t for every sample (no learning; ``loss`` returns ``{}``)."""
+    """The same t for every sample (no learning; ``loss`` returns ``{}``).
 
-    def __init__(self, t: int = 0, num_train_timesteps: int | None = None) -> None:
+    ``timesteps`` (optional, :func:`parse_timesteps`): the run's action set, which must hold ``t``
+    (e.g. the feature cache's set).
+    """
+
+    def __init__(self, t: int = 0, num_train_timesteps: int | None = None, timesteps: TimestepSpec = None) -> None:
         super().__init__()
         if t < 0 or (num_train_timesteps is not None and t >= num_train_timesteps):
             raise ConfigError(f"FixedTimestep t={t} lies outside 0..{(num_train_timesteps or 1) - 1}.")
+        if timesteps is not None:
+            allowed = parse_timesteps(timesteps, num_train_timesteps or 1000)
+            if int(t) not in allowed:
+                raise ConfigError(f"FixedTimestep t={t} is not in the time-step set {_short(allowed)}; pick t from it.")
         self.t = int(t)
         self.num_train_timesteps = num_train_timesteps
 
@@ -303,25 +341,30 @@ class FixedTimestep(nn.Module):
 
 
 class UniformTimestep(nn.Module):
-    """t uniform over 0..T-1, independently per sample (``loss`` returns ``{}``)."""
+    """t uniform over the time-step set (default all of 0..T-1), independently per sample (``loss`` returns ``{}``)."""
 
-    def __init__(self, num_train_timesteps: int = 1000) -> None:
+    def __init__(self, num_train_timesteps: int = 1000, timesteps: TimestepSpec = None) -> None:
         super().__init__()
         if num_train_timesteps < 1:
             raise ConfigError(f"UniformTimestep num_train_timesteps={num_train_timesteps} must be >= 1.")
         self.num_train_timesteps = int(num_train_timesteps)
+        self.register_buffer("timesteps", torch.tensor(parse_timesteps(timesteps, self.num_train_timesteps)), persistent=False)
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
-        """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, each entry uniform over 0..T-1."""
+        """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, each entry uniform over the set."""
         _check_images(x)
-        t = torch.randint(0, self.num_train_timesteps, (x.shape[0],), device=x.device)
-        return TimestepSample(t=t)
+        idx = torch.randint(0, len(self.timesteps), (x.shape[0],), device=x.device)
+        return TimestepSample(t=self.timesteps.to(x.device)[idx])
 
     def loss(self, sample: TimestepSample, reward: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         return {}
 
     def extra_repr(self) -> str:
-        return f"T={self.num_train_timesteps}"
+        return f"T={self.num_train_timesteps}, |timesteps|={len(self.timesteps)}"
+
+
+def _short(values: Sequence[int]) -> str:
+    return str(list(values)) if len(values) <= 12 else f"[{values[0]}, {values[1]}, ..., {values[-1]}] ({len(values)} steps)"
 
 
 _STRATEGIES: dict[str, type[nn.Module]] = {
@@ -331,13 +374,14 @@ _STRATEGIES: dict[str, type[nn.Module]] = {
     "uniform": UniformTimestep,
 }
 # keys a caller may pass to every strategy; each strategy takes the ones it uses
-_SHARED_KEYS = {"in_chans", "num_train_timesteps"}
+_SHARED_KEYS = {"in_chans", "num_train_timesteps", "timesteps"}
 
 
 def build_strategy(name: str, **kwargs: Any) -> nn.Module:
     """Build a strategy by name: ``"reinforce"``, ``"fixed"`` (kwarg ``t``), ``"random"`` (= ``"uniform"``).
 
-    ``in_chans`` and ``num_train_timesteps`` may be passed to any strategy (ignored where unused);
+    ``in_chans``, ``num_train_timesteps`` and ``timesteps`` (the action set) may be passed to any
+    strategy (ignored where unused);
     any other key a strategy does not take raises :class:`ConfigError`.
     """
     if name not in _STRATEGIES:

@@ -145,7 +145,7 @@ def test_fixed_strategy_and_segmentation_labels() -> None:
 
 def test_policy_with_fcn_decoder_on_dense_labels() -> None:
     teacher = _teacher()
-    rf = RepFusion(teacher, ReinforcePolicy(3, actions=range(0, 1000, 100)), build_decoder("fcn", 32, 19, channels=8), build_distill_loss("hint", 24, 32))
+    rf = RepFusion(teacher, ReinforcePolicy(3, timesteps=range(0, 1000, 100)), build_decoder("fcn", 32, 19, channels=8), build_distill_loss("hint", 24, 32))
     images, _ = _batch(4)
     out = rf(rf.teacher_input(images), torch.randint(0, 19, (4, 16, 16)), _student()(images), progress=0.0)
     out.losses["total"].backward()
@@ -240,7 +240,7 @@ def test_class_conditional_teacher_gets_the_labels_through_its_map() -> None:
 def test_build_repfusion_sizes_from_the_teacher() -> None:
     from repfusion_zoo.distill import build_repfusion
 
-    rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy_kwargs={"actions": range(0, 1000, 50)})
+    rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy_kwargs={"timesteps": range(0, 1000, 50)})
     assert isinstance(rf.strategy, ReinforcePolicy) and rf.strategy.num_actions == 20
     assert rf.decoder.in_channels == 32 and rf.distill_loss.connector.out_channels == 32
     images, labels = _batch(2)

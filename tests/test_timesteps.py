@@ -14,6 +14,7 @@ from repfusion_zoo.timesteps import (
     UniformTimestep,
     build_strategy,
     entropy_weight_at,
+    parse_timesteps,
 )
 
 
@@ -52,7 +53,7 @@ def test_uniform_per_sample_and_fixed_constant() -> None:
 def test_action_subset_and_eval_argmax() -> None:
     torch.manual_seed(0)
     actions = [0, 100, 250, 999]
-    policy = ReinforcePolicy(in_chans=1, actions=actions)
+    policy = ReinforcePolicy(in_chans=1, timesteps=actions)
     sample = policy.sample(_images(64, c=1))
     assert set(sample.t.tolist()) <= set(actions) and len(set(sample.t.tolist())) > 1
     with torch.no_grad():
@@ -68,7 +69,7 @@ def test_entropy_schedule_values() -> None:
     assert entropy_weight_at(0.1, 0.25, 0.5) == pytest.approx(0.05)
     assert entropy_weight_at(0.1, 0.5, 0.5) == pytest.approx(0.0)
     assert entropy_weight_at(0.1, 0.8, 0.5) == pytest.approx(0.0)
-    policy = ReinforcePolicy(in_chans=3, actions=range(10), entropy_decay_until=0.5, baseline=None)
+    policy = ReinforcePolicy(in_chans=3, timesteps=range(10), entropy_decay_until=0.5, baseline=None)
     sample = policy.sample(_images(4))
     loss = policy.loss(sample, torch.zeros(4), progress=0.25)
     # uniform start: entropy log(10); lambda_H(0.25) = 0.05
@@ -78,7 +79,7 @@ def test_entropy_schedule_values() -> None:
 
 def test_policy_loss_is_reinforce_without_baseline() -> None:
     torch.manual_seed(0)
-    policy = ReinforcePolicy(in_chans=3, actions=range(10), baseline=None)
+    policy = ReinforcePolicy(in_chans=3, timesteps=range(10), baseline=None)
     sample = policy.sample(_images(4))
     reward = torch.tensor([1.0, -2.0, 0.5, 3.0])
     loss = policy.loss(sample, reward, 0.0)
@@ -86,7 +87,7 @@ def test_policy_loss_is_reinforce_without_baseline() -> None:
 
 
 def test_batch_mean_baseline_is_leave_one_out() -> None:
-    policy = ReinforcePolicy(in_chans=3, actions=range(10), baseline="batch_mean")
+    policy = ReinforcePolicy(in_chans=3, timesteps=range(10), baseline="batch_mean")
     sample = policy.sample(_images(3))
     reward = torch.tensor([3.0, 0.0, 6.0])
     adv = torch.tensor([3.0 - 3.0, 0.0 - 4.5, 6.0 - 1.5])
@@ -96,14 +97,14 @@ def test_batch_mean_baseline_is_leave_one_out() -> None:
 
 def test_ema_baseline_buffer_saved_and_resumed() -> None:
     torch.manual_seed(0)
-    policy = ReinforcePolicy(in_chans=3, actions=range(10), baseline="ema", baseline_momentum=0.5)
+    policy = ReinforcePolicy(in_chans=3, timesteps=range(10), baseline="ema", baseline_momentum=0.5)
     sample = policy.sample(_images(4))
     policy.loss(sample, torch.full((4,), -2.0), 0.0)  # first batch initialises to its mean
     policy.loss(sample, torch.full((4,), -1.0), 0.0)  # 0.5 * -2 + 0.5 * -1
     assert float(policy.baseline_value) == pytest.approx(-1.5)
     state = policy.state_dict()
     assert "baseline_value" in state and "baseline_initialized" in state
-    resumed = ReinforcePolicy(in_chans=3, actions=range(10), baseline="ema", baseline_momentum=0.5)
+    resumed = ReinforcePolicy(in_chans=3, timesteps=range(10), baseline="ema", baseline_momentum=0.5)
     resumed.load_state_dict(state)
     assert float(resumed.baseline_value) == pytest.approx(-1.5) and bool(resumed.baseline_initialized)
     # the advantage uses the stored baseline: reward -1.5 everywhere gives a zero policy loss
@@ -112,7 +113,7 @@ def test_ema_baseline_buffer_saved_and_resumed() -> None:
 
 def test_policy_input_is_detached() -> None:
     x = _images(4).requires_grad_(True)
-    policy = ReinforcePolicy(in_chans=3, actions=range(10))
+    policy = ReinforcePolicy(in_chans=3, timesteps=range(10))
     sample = policy.sample(x)
     sum(policy.loss(sample, torch.randn(4), 0.0).values()).backward()
     assert x.grad is None
@@ -145,13 +146,40 @@ def test_build_strategy_and_errors() -> None:
     with pytest.raises(ConfigError, match="lr"):
         build_strategy("fixed", t=0, lr=0.1)
     with pytest.raises(ConfigError, match="outside"):
-        ReinforcePolicy(num_train_timesteps=10, actions=[3, 12])
+        ReinforcePolicy(num_train_timesteps=10, timesteps=[3, 12])
     with pytest.raises(ConfigError, match="baseline"):
         ReinforcePolicy(baseline="mean")
     with pytest.raises(ConfigError, match="outside"):
         FixedTimestep(1000, num_train_timesteps=1000)
     with pytest.raises(InputError, match="in_chans=1"):
         ReinforcePolicy(in_chans=3).sample(_images(2, c=1))
-    policy = ReinforcePolicy(in_chans=3, actions=range(10))
+    policy = ReinforcePolicy(in_chans=3, timesteps=range(10))
     with pytest.raises(InputError, match="one reward per sample"):
         policy.loss(policy.sample(_images(4)), torch.zeros(3), 0.0)
+
+
+def test_parse_timesteps_specs_and_errors() -> None:
+    assert parse_timesteps(None, 5) == [0, 1, 2, 3, 4]
+    assert parse_timesteps("all", 3) == [0, 1, 2]
+    assert parse_timesteps("0:1000:250", 1000) == [0, 250, 500, 750]
+    assert parse_timesteps("500, 0,100", 1000) == [0, 100, 500]
+    assert parse_timesteps([999, 0], 1000) == [0, 999]
+    with pytest.raises(ConfigError, match="outside"):
+        parse_timesteps("0,1000", 1000)
+    with pytest.raises(ConfigError, match="duplicates"):
+        parse_timesteps([1, 1], 1000)
+    with pytest.raises(ConfigError, match="start:stop:step"):
+        parse_timesteps("zero", 1000)
+
+
+def test_every_strategy_uses_the_timestep_set() -> None:
+    torch.manual_seed(0)
+    steps = [0, 100, 500]
+    for name, kwargs in (("reinforce", {}), ("random", {}), ("fixed", {"t": 100})):
+        strategy = build_strategy(name, in_chans=3, num_train_timesteps=1000, timesteps="0,100,500", **kwargs)
+        drawn = set(strategy.sample(_images(64)).t.tolist())
+        assert drawn <= set(steps)
+        if name != "fixed":
+            assert len(drawn) > 1
+    with pytest.raises(ConfigError, match="not in the time-step set"):
+        build_strategy("fixed", t=50, num_train_timesteps=1000, timesteps="0,100,500")
