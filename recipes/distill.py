@@ -42,6 +42,7 @@ RECIPES = Path(__file__).resolve().parent
 CONFIGS = RECIPES / "configs"
 DEFAULT_CONFIG = CONFIGS / "offline_default.yaml"
 
+from repfusion_zoo.data.subsets import LabelBudget, read_indices  # noqa: E402
 from repfusion_zoo.errors import ConfigError  # noqa: E402
 from repfusion_zoo.tasks import TASKS, get_task  # noqa: E402
 from repfusion_zoo.training import (  # noqa: E402
@@ -91,7 +92,11 @@ class DistillConfig(TrainConfig):
     # RepFusion
     strategy: str = opt("reinforce", "time-step strategy", choices=["reinforce", "fixed", "random"])
     t: int = opt(0, "the time step of --strategy fixed")
-    timesteps: str = opt("all", "the action set of every strategy: all | start:stop:step (e.g. 0:1000:50) | 0,10,50")
+    timesteps: str = opt("all", "the action set of every strategy: all | start:stop:step (e.g. 0:1000:50) | 0,10,50 "
+                                "(with --teacher_cache, 'all' means the cache's set)")
+    teacher_cache: str = opt("", "read the teacher's features from this cache (recipes/cache_features.py) instead of running it")
+    timestep_report: bool = opt(False, "after distilling, write timestep_report.json: the policy's distribution over t beside decoder g's reward per t")
+    label_subset: str = opt("", "decoder g (and the policy's reward) sees only these items' labels: a JSON list of dataset indices")
     entropy_weight: float = opt(0.1, "lambda_H of the policy's entropy bonus")
     entropy_decay_until: float = opt(-1.0, "fraction of training where lambda_H reaches 0 (negative = constant, the paper)")
     policy_baseline: str = opt("ema", "REINFORCE baseline", choices=["ema", "batch_mean", "none"])
@@ -232,10 +237,11 @@ class DistillModel(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
-    def forward(self, images: torch.Tensor, labels: Any, progress: float) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, labels: Any, progress: float, index: torch.Tensor | None = None,
+                flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         feature = self.student.forward_features((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
         teacher_images = self.repfusion.teacher_input(images)
-        out = self.repfusion(teacher_images, labels, feature, progress)
+        out = self.repfusion(teacher_images, labels, feature, progress, index=index, flip=flip)
         result = dict(out.losses)
         result["t"] = out.t
         if out.policy_entropy is not None:  # a learning strategy: the entropy of the pi(t | x) it sampled from
@@ -248,7 +254,7 @@ def build_repfusion(cfg: Any, teacher: nn.Module, student_channels: int, num_cla
     the time-step strategy, decoder g (`num_classes` outputs) and the distillation loss."""
     from repfusion_zoo.distill import build_repfusion as build
 
-    strategy_kwargs: dict[str, Any] = {"timesteps": cfg.timesteps}
+    strategy_kwargs: dict[str, Any] = {} if cfg.timesteps == "all" else {"timesteps": cfg.timesteps}
     if cfg.strategy == "fixed":
         strategy_kwargs["t"] = cfg.t
     if cfg.strategy == "reinforce":
@@ -258,6 +264,35 @@ def build_repfusion(cfg: Any, teacher: nn.Module, student_channels: int, num_cla
     return build(teacher, student_channels=student_channels, num_classes=num_classes, strategy=cfg.strategy,
                  decoder=None if cfg.decoder == "none" else cfg.decoder, loss=cfg.loss,
                  strategy_kwargs=strategy_kwargs, loss_kwargs=cfg.loss_kwargs)
+
+
+def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:
+    """The feature cache `cfg.teacher_cache` in the teacher's place, once its manifest matches this run
+    (the same teacher weights, layer, data, image size, views, time steps and images)."""
+    from repfusion_zoo.teachers.cached import CachedTeacher, check_cache_for_run
+
+    cache = CachedTeacher(cfg.teacher_cache)
+    indices = read_indices(cfg.train_subset) if cfg.train_subset else None
+    check_cache_for_run(cache, teacher=teacher, dataset=train_set, timesteps=cfg.timesteps, indices=indices,
+                        dataset_spec=cfg.dataset)
+    return cache
+
+
+def report_timesteps(cfg: Any, repfusion: nn.Module, device: torch.device) -> dict[str, Any] | None:
+    """`repfusion_zoo.policy_report.timestep_report` on up to 1000 labelled, un-augmented train images
+    (classification with a decoder g only; None otherwise)."""
+    from repfusion_zoo.data import build_dataset
+    from repfusion_zoo.policy_report import timestep_report
+    from repfusion_zoo.training.data import collate
+
+    if not cfg.timestep_report or cfg.task != "classification" or repfusion.decoder is None:
+        return None
+    dataset = build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans, seed=cfg.seed)
+    rows = read_indices(cfg.label_subset or cfg.train_subset) if (cfg.label_subset or cfg.train_subset) else range(len(dataset))
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed))[:1000].tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, [rows[i] for i in order]),
+                                         batch_size=cfg.eval_batch_size, collate_fn=collate)
+    return timestep_report(repfusion, loader, max_items=1000, max_timesteps=20, device=device)
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -291,6 +326,10 @@ def distill(cfg: Any) -> dict[str, Any]:
     train_set, _ = task.build_datasets(values)  # a missing dataset fails here, before anything is written
     num_classes = int(cfg.num_classes or getattr(task, "num_classes", 0) or 0)
     teacher = build_teacher(cfg, resolve_teacher(cfg), getattr(train_set, "classes", ()))
+    if cfg.teacher_cache:
+        teacher = cached_teacher(cfg, teacher, train_set)
+    if cfg.label_subset:  # decoder g and the policy's reward see only these labels
+        train_set = LabelBudget(train_set, read_indices(cfg.label_subset))
     seed_everything(cfg.seed)  # the same student init whether the teacher was trained or reused
     student = build_student(cfg)
     repfusion = build_repfusion(cfg, teacher, feature_channels(student, cfg.in_chans, cfg.image_size), num_classes)
@@ -305,11 +344,15 @@ def distill(cfg: Any) -> dict[str, Any]:
     wrapped, _, _ = trainer.prepare(model, optimizer, loader)
 
     def step_fn(model: nn.Module, batch: dict[str, Any], fraction: float) -> dict[str, torch.Tensor]:
-        return model(batch["image"], batch.get(cfg.label_key), fraction)
+        return model(batch["image"], batch.get(cfg.label_key), fraction, batch.get("index"), batch.get("flip"))
 
     num_t = int(getattr(teacher, "num_train_timesteps", 1000))
     trainer.fit(step_fn, histograms={"t": num_t})
     result: dict[str, Any] = {"output_dir": str(out), "distill_seconds": round(time.time() - started, 1)}
+    report = report_timesteps(cfg, acc.unwrap_model(wrapped).repfusion, acc.device) if acc.is_main_process else None
+    if report is not None:
+        (out / "timestep_report.json").write_text(json.dumps(report, indent=2))
+        result["timestep_report"] = str(out / "timestep_report.json")
     backbone_dir = out / "backbone"
     if acc.is_main_process:
         save_outputs(cfg, acc.unwrap_model(wrapped).student, trainer, backbone_dir)

@@ -39,7 +39,7 @@ from torch import nn
 from repfusion_zoo.decoders import build_decoder, decoder_task_loss
 from repfusion_zoo.errors import ConfigError, InputError, ShapeMismatchError
 from repfusion_zoo.losses import build_distill_loss
-from repfusion_zoo.timesteps import ReinforcePolicy, build_strategy
+from repfusion_zoo.timesteps import ReinforcePolicy, TimestepSample, build_strategy
 
 __all__ = ["RepFusion", "RepFusionOutput", "build_repfusion"]
 
@@ -52,7 +52,8 @@ class RepFusionOutput:
         ``policy`` and ``entropy`` when the strategy learns (``total`` is their sum).
     t: ``LongTensor[B]``, the time step each sample was distilled at.
     teacher_feature: ``[B, Ct, ht, wt]``, the teacher's feature (no grad).
-    reward: ``[B]`` = -per-sample task loss of g (detached), or None without a decoder.
+    reward: ``[B]`` = -per-sample task loss of g (detached; NaN for unlabelled samples), or None
+        without a decoder.
     policy_entropy: mean entropy of pi(t | x) over the batch (detached scalar, for logging; the
         ``entropy`` loss is -lambda_H times it and reaches 0 when lambda_H decays), or None.
     """
@@ -62,6 +63,14 @@ class RepFusionOutput:
     teacher_feature: torch.Tensor
     reward: torch.Tensor | None = None
     policy_entropy: torch.Tensor | None = None
+
+
+def labelled_rows(labels: Any) -> torch.Tensor | None:
+    """Batch positions of labelled samples for class labels ``LongTensor[B]`` with ``-1`` = unlabelled;
+    None when every sample counts (all class labels >= 0, or dense / dict labels)."""
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or bool((labels >= 0).all()):
+        return None
+    return (labels >= 0).nonzero().squeeze(1)
 
 
 def _teacher_expects(teacher: nn.Module) -> str:
@@ -158,13 +167,33 @@ class RepFusion(nn.Module):
                 yield from (p for p in module.parameters() if p.requires_grad)
 
     # ------------------------------------------------------------------ the step
-    def _teacher_feature(self, images: torch.Tensor, t: torch.Tensor, labels: Any) -> torch.Tensor:
-        kwargs: dict[str, Any] = {}
-        if getattr(self.teacher, "class_conditional", False):
-            # dataset labels; the teacher maps them through its explicit class_map
-            kwargs["class_labels"] = labels
+    def _teacher_feature(self, images: torch.Tensor, t: torch.Tensor, labels: Any,
+                         index: torch.Tensor | None, flip: torch.Tensor | None) -> torch.Tensor:
+        """``teacher.feature(...)``: an online teacher reads the images (and, class-conditional, the
+        labels); a feature cache reads ``(index, flip, t)``."""
         with torch.no_grad():
-            return self.teacher(images, t, **kwargs).detach()
+            return self.teacher.feature(images, t, labels=labels, index=index, flip=flip).detach()
+
+    def _decoder_losses(self, sample: TimestepSample, teacher_feature: torch.Tensor, labels: Any,
+                        progress: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Decoder g's loss and the strategy's losses, over the LABELLED samples only.
+
+        Class labels ``-1`` mark unlabelled images (an experiment's label budget): they still get
+        the distillation loss but give g no target and the policy no reward. Returns the losses
+        and the reward ``[B]`` (-per-sample loss of g, detached; NaN where unlabelled).
+        """
+        rows = labelled_rows(labels)
+        if rows is None:
+            per_sample = decoder_task_loss(self.decoder(teacher_feature), labels)  # [B]
+            reward = -per_sample.detach()
+            return {"decoder": per_sample.mean(), **self.strategy.loss(sample, reward, float(progress))}, reward
+        reward = torch.full((len(labels),), float("nan"), device=teacher_feature.device)
+        if rows.numel() == 0:  # no labelled image in this batch: nothing for g or the policy to learn
+            return {"decoder": teacher_feature.new_zeros(())}, reward
+        per_sample = decoder_task_loss(self.decoder(teacher_feature[rows]), labels[rows])  # [n]
+        reward[rows] = -per_sample.detach()
+        losses = {"decoder": per_sample.mean(), **self.strategy.loss(sample.select(rows), reward[rows], float(progress))}
+        return losses, reward
 
     def _check_decoder_input(self, teacher_feature: torch.Tensor) -> None:
         expected = getattr(self.decoder, "in_channels", None)
@@ -180,6 +209,9 @@ class RepFusion(nn.Module):
         labels: Any,
         student_feature: torch.Tensor,
         progress: float = 0.0,
+        *,
+        index: torch.Tensor | None = None,
+        flip: torch.Tensor | None = None,
     ) -> RepFusionOutput:
         """One RepFusion step.
 
@@ -187,10 +219,13 @@ class RepFusion(nn.Module):
             teacher_images: ``[B, C, H, W]`` as the teacher expects them: [-1, 1] for a diffusion
                 teacher, normalised for a supervised one (``self.teacher_input(images01)`` builds
                 either). The time-step policy sees the same (detached) tensor.
-            labels: what decoder g is trained on: ``LongTensor[B]`` classes, ``LongTensor[B, H, W]``
-                segmentation (255 = ignore), or a dict with ``heatmaps``; may be None without a decoder.
+            labels: what decoder g is trained on: ``LongTensor[B]`` classes (``-1`` = unlabelled:
+                distilled, but no target for g and no reward), ``LongTensor[B, H, W]`` segmentation
+                (255 = ignore), or a dict with ``heatmaps``; may be None without a decoder.
             student_feature: the student's feature map ``[B, Cs, hs, ws]`` (with grad).
             progress: fraction of training done, in [0, 1] (drives the lambda_H decay).
+            index, flip: ``LongTensor[B]`` dataset indices and ``BoolTensor[B]`` mirrored-or-not of
+                the batch's items: what a teacher-feature cache reads (an online teacher ignores them).
         """
         if not 0.0 <= float(progress) <= 1.0:
             raise InputError(f"progress={progress} must be the fraction of training done, in [0, 1].")
@@ -200,17 +235,14 @@ class RepFusion(nn.Module):
                 "have different batch sizes; pass the same batch to both."
             )
         sample = self.strategy.sample(teacher_images.detach())
-        teacher_feature = self._teacher_feature(teacher_images, sample.t, labels)
+        teacher_feature = self._teacher_feature(teacher_images, sample.t, labels, index, flip)
         losses: dict[str, torch.Tensor] = {}
         reward = None
         if self.decoder is not None:
             if labels is None:
                 raise InputError("RepFusion has a decoder g, so it needs labels for its task loss; got labels=None.")
             self._check_decoder_input(teacher_feature)
-            per_sample = decoder_task_loss(self.decoder(teacher_feature), labels)  # [B]
-            losses["decoder"] = per_sample.mean()
-            reward = -per_sample.detach()
-            losses.update(self.strategy.loss(sample, reward, float(progress)))
+            losses, reward = self._decoder_losses(sample, teacher_feature, labels, progress)
         losses["distill"] = self.distill_loss(student_feature, teacher_feature)
         losses["total"] = sum(losses.values())
         entropy = None if sample.entropy is None else sample.entropy.detach().mean()
@@ -237,13 +269,15 @@ def build_repfusion(
     """A :class:`RepFusion` from names, sized from the teacher.
 
     Reads ``teacher.feature_channels`` (decoder and loss input), ``teacher.in_channels`` (policy
-    input) and ``teacher.num_train_timesteps`` (the action range). ``decoder=None`` (or
+    input), ``teacher.num_train_timesteps`` (the action range) and, for a feature cache,
+    ``teacher.timesteps`` (the default action set). ``decoder=None`` (or
     ``num_classes=None``) gives plain feature KD without a reward.
     """
     teacher_channels = int(teacher.feature_channels)
     strategy_kw = {
         "in_chans": int(getattr(teacher, "in_channels", 3)),
         "num_train_timesteps": int(getattr(teacher, "num_train_timesteps", 1000)),
+        "timesteps": getattr(teacher, "timesteps", None),  # a feature cache: its set; else all T steps
         **(strategy_kwargs or {}),
     }
     g = None

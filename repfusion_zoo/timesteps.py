@@ -60,6 +60,11 @@ class TimestepSample:
     log_prob: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
 
+    def select(self, rows: torch.Tensor) -> TimestepSample:
+        """The samples at ``rows`` (a LongTensor of batch positions), e.g. the labelled ones."""
+        pick = lambda value: None if value is None else value[rows]  # noqa: E731
+        return TimestepSample(t=self.t[rows], log_prob=pick(self.log_prob), entropy=pick(self.entropy))
+
 
 TimestepSpec = Union[str, Sequence[int], None]
 
@@ -327,11 +332,16 @@ class FixedTimestep(nn.Module):
                 raise ConfigError(f"FixedTimestep t={t} is not in the time-step set {_short(allowed)}; pick t from it.")
         self.t = int(t)
         self.num_train_timesteps = num_train_timesteps
+        self.register_buffer("actions", torch.tensor([self.t]), persistent=False)
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
         """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, every entry ``self.t``."""
         _check_images(x)
         return TimestepSample(t=torch.full((x.shape[0],), self.t, dtype=torch.long, device=x.device))
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 1]``: all mass on ``self.t``."""
+        return torch.ones((x.shape[0], 1), device=x.device)
 
     def loss(self, sample: TimestepSample, reward: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         return {}
@@ -348,19 +358,23 @@ class UniformTimestep(nn.Module):
         if num_train_timesteps < 1:
             raise ConfigError(f"UniformTimestep num_train_timesteps={num_train_timesteps} must be >= 1.")
         self.num_train_timesteps = int(num_train_timesteps)
-        self.register_buffer("timesteps", torch.tensor(parse_timesteps(timesteps, self.num_train_timesteps)), persistent=False)
+        self.register_buffer("actions", torch.tensor(parse_timesteps(timesteps, self.num_train_timesteps)), persistent=False)
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
         """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, each entry uniform over the set."""
         _check_images(x)
-        idx = torch.randint(0, len(self.timesteps), (x.shape[0],), device=x.device)
-        return TimestepSample(t=self.timesteps.to(x.device)[idx])
+        idx = torch.randint(0, len(self.actions), (x.shape[0],), device=x.device)
+        return TimestepSample(t=self.actions.to(x.device)[idx])
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, num_actions]``: uniform over ``self.actions``."""
+        return torch.full((x.shape[0], len(self.actions)), 1.0 / len(self.actions), device=x.device)
 
     def loss(self, sample: TimestepSample, reward: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         return {}
 
     def extra_repr(self) -> str:
-        return f"T={self.num_train_timesteps}, |timesteps|={len(self.timesteps)}"
+        return f"T={self.num_train_timesteps}, num_actions={len(self.actions)}"
 
 
 def _short(values: Sequence[int]) -> str:

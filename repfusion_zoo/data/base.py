@@ -1,12 +1,13 @@
 """The common face of every classification dataset: dict items, `classes`, `num_classes`, `labels`."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
+from .transforms import Augmentation
 
 #: split names each dataset accepts; "val" / "validation" are aliases of "test" everywhere
 TRAIN_SPLITS = ("train",)
@@ -34,16 +35,20 @@ def seeded_split(num_items: int, split: str, seed: int, stratify: Sequence[int] 
 
 
 class ImageClassificationDataset(Dataset):
-    """Items are `{"image": FloatTensor[C, H, W] in [0, 1], "label": int}`; collates with default_collate.
+    """Items are `{"image": FloatTensor[C, H, W] in [0, 1], "label": int, "index": int, "flip": bool}`;
+    they collate with default_collate. `index` is the item's index in this dataset (also through a
+    `Subset`), `flip` whether augmentation mirrored it: with them a teacher-feature cache finds the
+    item's feature.
 
     Subclasses fill `classes`, `labels` (one int per item, -1 when unlabelled) and implement
-    `load_image(index) -> [C, H, W]` (before augmentation).
+    `load_image(index) -> [C, H, W]` (before augmentation). `augmentation` is the training
+    augmentation (`repfusion_zoo.data.transforms.Augmentation`) or None.
     """
 
-    def __init__(self, classes: Sequence[str], labels: Sequence[int], augment: Callable[[torch.Tensor], torch.Tensor] | None):
+    def __init__(self, classes: Sequence[str], labels: Sequence[int], augmentation: Augmentation | None):
         self.classes: list[str] = list(classes)
         self.labels: list[int] = [int(label) for label in labels]
-        self.augment = augment
+        self.augmentation = augmentation
 
     @property
     def num_classes(self) -> int:
@@ -55,14 +60,14 @@ class ImageClassificationDataset(Dataset):
     def load_image(self, index: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int | bool]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
         index = index % len(self)
-        image = self.load_image(index)
-        if self.augment is not None:
-            image = self.augment(image)
-        return {"image": image.contiguous(), "label": self.labels[index]}
+        image, flip = self.load_image(index), False
+        if self.augmentation is not None:
+            image, flip = self.augmentation(image)
+        return {"image": image.contiguous(), "label": self.labels[index], "index": index, "flip": flip}
 
 
 def num_classes(dataset: Dataset) -> int:

@@ -26,7 +26,7 @@ import torch
 from ..errors import DatasetError
 from .base import ImageClassificationDataset, canonical_split, seeded_split
 from .readers import ImageSource, read_image, require_readable, scan_images
-from .transforms import pil_mode, pil_to_image_tensor, random_hflip
+from .transforms import image_augmentation, pil_mode, pil_to_image_tensor
 
 IMAGE_COLUMNS = ("img", "image")
 LABEL_COLUMNS = ("label", "labels", "fine_label")
@@ -158,7 +158,8 @@ def _source(entry: Any) -> ImageSource:
 class HFImageDataset(ImageClassificationDataset):
     """A Hugging Face image-classification dataset as `{"image": [C, S, S] in [0, 1], "label": int}`."""
 
-    def __init__(self, spec: str, split: str = "train", *, image_size: int = 32, in_chans: int = 3, augment: bool = False, seed: int = 0):
+    def __init__(self, spec: str, split: str = "train", *, image_size: int = 32, in_chans: int = 3, augment: bool = False, seed: int = 0,
+                 crop_padding: int = 0):
         import datasets
 
         name, config = parse_hf_spec(spec)
@@ -181,7 +182,7 @@ class HFImageDataset(ImageClassificationDataset):
         classes, labels = self._labels(label_column)
         self.image_size = image_size
         self.mode = pil_mode(in_chans)
-        super().__init__(classes, [labels[i] for i in scan.good], random_hflip if augment else None)
+        super().__init__(classes, [labels[i] for i in scan.good], image_augmentation(augment, crop_padding))
 
     def _labels(self, column: str | None) -> tuple[list[str], list[int]]:
         import datasets

@@ -13,7 +13,7 @@ import torch
 from ..errors import DatasetError
 from .base import ImageClassificationDataset, canonical_split
 from .readers import IMAGE_SUFFIXES, read_image, relative_name, require_readable, scan_images
-from .transforms import pil_mode, pil_to_image_tensor, random_hflip
+from .transforms import image_augmentation, pil_mode, pil_to_image_tensor
 
 LAYOUT = "<root>/<split>/<class>/<image>.jpg|png (split folders 'train' and 'test' or 'val')"
 
@@ -72,7 +72,8 @@ class ImageFolderDataset(ImageClassificationDataset):
     `files` are the readable images, `skipped` the names of the unreadable ones.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, image_size: int = 32, in_chans: int = 3, augment: bool = False):
+    def __init__(self, root: str | Path, split: str = "train", *, image_size: int = 32, in_chans: int = 3, augment: bool = False,
+                 crop_padding: int = 0):
         self.root = Path(root).expanduser()
         self.split = canonical_split(split)
         folder = split_folder(self.root, split)
@@ -85,7 +86,7 @@ class ImageFolderDataset(ImageClassificationDataset):
         self.skipped = scan.bad_names
         self.image_size = image_size
         self.mode = pil_mode(in_chans)
-        super().__init__(classes, [labels[i] for i in scan.good], random_hflip if augment else None)
+        super().__init__(classes, [labels[i] for i in scan.good], image_augmentation(augment, crop_padding))
 
     def load_image(self, index: int) -> torch.Tensor:
         return pil_to_image_tensor(read_image(self.files[index], self.mode), self.image_size)

@@ -6,6 +6,8 @@ Augmentations draw from torch's global RNG, so `accelerate`'s `set_seed` and `sa
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -56,17 +58,19 @@ def match_channels(image: torch.Tensor, in_chans: int) -> torch.Tensor:
     )
 
 
-def random_hflip(image: torch.Tensor) -> torch.Tensor:
-    """Flip `[C, H, W]` left-right with probability 1/2 (the paper's only augmentation)."""
+def random_hflip(image: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Flip `[C, H, W]` left-right with probability 1/2 (the paper's only augmentation); also says whether it did."""
     if torch.rand(()) < 0.5:
-        return image.flip(-1)
-    return image
+        return image.flip(-1), True
+    return image, False
 
 
 def random_shift(image: torch.Tensor, max_shift: int) -> torch.Tensor:
     """Translate `[C, H, W]` by up to `max_shift` pixels each way, filling with zeros (black).
 
-    The digits' augmentation: a mirrored digit is a different (or no) digit, a shifted one is not.
+    This is torchvision's `RandomCrop(size, padding=max_shift)` (zero padding), the standard CIFAR
+    crop with `max_shift=4`, and the digits' augmentation (a mirrored digit is a different digit,
+    a shifted one is not).
     """
     if max_shift <= 0:
         return image
@@ -75,3 +79,40 @@ def random_shift(image: torch.Tensor, max_shift: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     top, left = max_shift + dy, max_shift + dx
     return padded[:, top : top + h, left : left + w]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Per-item training augmentation of `[C, H, W]` images: a random shift (= random crop with
+    zero padding) of up to `shift` pixels, then a random horizontal flip when `hflip`.
+
+    `__call__(image) -> (image, flipped)`: the flag travels with the item (`"flip"`), so a
+    teacher-feature cache can serve the flipped view. Draws from torch's global RNG.
+    """
+
+    hflip: bool = False
+    shift: int = 0
+
+    @property
+    def flips_only(self) -> bool:
+        """True when every augmented image is the image or its mirror (what a feature cache holds)."""
+        return self.shift == 0
+
+    @property
+    def name(self) -> str:
+        """`"none"`, `"hflip"`, `"crop4"` or `"crop4+hflip"` (crop = shift with zero padding)."""
+        parts = [f"crop{self.shift}"] * bool(self.shift) + ["hflip"] * self.hflip
+        return "+".join(parts) or "none"
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        if self.shift:
+            image = random_shift(image, self.shift)
+        if self.hflip:
+            return random_hflip(image)
+        return image, False
+
+
+def image_augmentation(augment: bool, crop_padding: int = 0) -> Augmentation | None:
+    """The training augmentation of natural images: flips (the paper's distillation), plus a random
+    crop with `crop_padding` zero padding (standard CIFAR fine-tuning); None when `augment` is off."""
+    return Augmentation(hflip=True, shift=int(crop_padding)) if augment else None

@@ -109,6 +109,7 @@ class ClassificationTask(Task):
             "in_chans": 3,
             "num_classes": 0,
             "augment": True,
+            "crop_padding": 0,
             "label_smoothing": 0.0,
         }
 
@@ -116,7 +117,8 @@ class ClassificationTask(Task):
         from ..data import build_dataset, num_classes
 
         common = dict(image_size=cfg["image_size"], in_chans=cfg["in_chans"], seed=cfg.get("seed", 0))
-        train = build_dataset(cfg["dataset"], split="train", augment=cfg.get("augment", True), **common)
+        train = build_dataset(cfg["dataset"], split="train", augment=cfg.get("augment", True),
+                              crop_padding=int(cfg.get("crop_padding", 0)), **common)
         test = build_dataset(cfg["dataset"], split="test", augment=False, **common)
         self.num_classes = int(cfg.get("num_classes") or num_classes(train))
         return train, test

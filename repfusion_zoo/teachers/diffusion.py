@@ -370,6 +370,16 @@ class DiffusionTeacher(nn.Module):
             x = mid.attentions[0](x, temb=emb)
         return self._resnet_until_conv2(mid.resnets[1], x, emb)
 
+    def feature(self, images: torch.Tensor, t: torch.Tensor, *, labels: Any = None, index: torch.Tensor | None = None,
+                flip: torch.Tensor | None = None) -> torch.Tensor:
+        """The feature RepFusion distils, from what a training batch holds (every teacher has this method).
+
+        ``images [B, C, H, W]`` in [-1, 1] as augmented, ``t [B]``; ``labels`` (dataset labels) reach
+        a class-conditional UNet only; ``index`` / ``flip`` (for a feature cache) are not needed here.
+        Returns ``[B, C', h, w]`` (no grad).
+        """
+        return self(images, t, labels if self.class_conditional else None)
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, C, H, W]`` in [-1, 1], ``t [B]`` -> feature ``[B, C', h, w]``."""

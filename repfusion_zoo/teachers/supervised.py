@@ -8,6 +8,7 @@ says which (``"normalized"`` here, ``"minus_one_one"`` for `DiffusionTeacher`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,6 +93,11 @@ class SupervisedTeacher(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
+    def feature(self, images: torch.Tensor, t: torch.Tensor | None = None, *, labels: Any = None,
+                index: torch.Tensor | None = None, flip: torch.Tensor | None = None) -> torch.Tensor:
+        """The feature RepFusion distils: ``forward(images)`` (``t``, labels, index and flip play no part)."""
+        return self(images)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, C, H, W]`` (normalised) -> ``[B, C', h, w]``; ``t`` and ``class_labels`` are ignored."""
         if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != self.in_channels:

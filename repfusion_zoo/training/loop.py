@@ -19,8 +19,9 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import ProjectConfiguration
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..data.subsets import check_indices, read_indices
 from ..errors import ConfigError
 from .config import opt, to_dict
 from .data import seeded_train_loader
@@ -56,6 +57,7 @@ class TrainConfig:
     resume: str = opt("", "'' = fresh, 'auto' = latest state in output_dir/checkpoints, or a state folder")
     report_to: str = opt("none", "trackers for accelerate (none, tensorboard, all, ...)")
     log_every: int = opt(10, "log the running losses every N optimiser steps")
+    train_subset: str = opt("", "train only on these items: a JSON file with a list of dataset indices ('' = all)")
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -137,8 +139,13 @@ class Trainer:
         self.accelerator.print(*args, flush=True)
 
     def train_loader(self, dataset: Dataset) -> DataLoader:
-        """The training loader: epoch-seeded order and augmentation, drop_last, sharded by accelerate."""
+        """The training loader: epoch-seeded order and augmentation, drop_last, sharded by accelerate;
+        only the items of `train_subset` when the config names one."""
         cfg = self.cfg
+        if cfg.train_subset:
+            indices = read_indices(cfg.train_subset)
+            check_indices(indices, dataset, f"train_subset {cfg.train_subset}")
+            dataset = Subset(dataset, indices)
         micro = micro_batch_size(cfg, self.accelerator.num_processes)
         loader, self.sampler, self.seeded = seeded_train_loader(dataset, micro, cfg.seed, cfg.num_workers)
         if len(loader) < self.accelerator.num_processes:
