@@ -1,0 +1,81 @@
+"""The keys of an experiment: a grid of arms x seeds (x label budgets) on one dataset and one teacher.
+
+An arm is a mapping of distill-recipe keys: `{distill: false}` is the scratch baseline (fine-tune
+only); `{strategy: reinforce}` the RL policy; `{strategy: fixed, t: 100}` a fixed time step;
+`{strategy: fixed, t: probe}` the t a linear probe of the cached teacher features picks on the
+labelled subset (no test data); `{strategy: random}` uniform t. An arm may name its own `seeds`
+(default: all `seeds`) and any other distill key (e.g. `loss: at`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..training.config import opt
+
+__all__ = ["ExperimentConfig", "arm_seeds", "check_arms", "PROBE"]
+
+#: the `t` of an arm whose time step the linear probe of the cached features chooses
+PROBE = "probe"
+
+DEFAULT_ARMS: dict[str, dict[str, Any]] = {
+    "scratch": {"distill": False},
+    "rl": {"strategy": "reinforce"},
+    "fixed_t0": {"strategy": "fixed", "t": 0},
+    "fixed_t100": {"strategy": "fixed", "t": 100},
+    "fixed_t500": {"strategy": "fixed", "t": 500},
+    "random": {"strategy": "random"},
+    "probe": {"strategy": "fixed", "t": PROBE},
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """Keys of recipes/experiment.py (a YAML file's keys and the flags are the same names)."""
+
+    name: str = opt("experiment", "results file stem: <results_dir>/<name>.json|.md|.png")
+    output_dir: str = opt("outputs/experiment", "where the cache, subsets and every arm-seed's runs go")
+    results_dir: str = opt("docs/results", "where the results files are copied ('' = output_dir only)")
+    dataset: str = opt("data/cifar10", "image folder (train/ and test/ class folders) or another build_dataset spec")
+    image_size: int = opt(32, "image side (the teacher's sample size)")
+    in_chans: int = opt(3, "image channels")
+    teacher: str = opt("", "diffusion teacher: Hub id or local folder")
+    teacher_layer: str = opt("mid", "teacher layer whose features are cached and distilled")
+    student: str = opt("resnet18_cifar", "student architecture (zoo or timm name)")
+    student_kwargs: dict = opt({}, "extra timm kwargs of the student, e.g. {channels: [16, 32, 64, 128]}")
+    timesteps: str = opt("0,10,50,100,200,300,500,999", "the cache's time-step set: every arm's actions")
+    distill_images_per_class: int = opt(0, "images per class distilled on (0 = the whole train split)")
+    labels_per_class: list[int] = opt([500], "labelled images per class for fine-tuning, decoder g and kNN (one grid per value; 0 = all)")
+    val_images_per_class: int = opt(100, "labelled validation images per class, outside every labelled subset (choices only)")
+    data_seed: int = opt(0, "seed of the distilled-image and validation subsets (the same for every arm and seed)")
+    seeds: list[int] = opt([0, 1], "seeds of the label subset, the initialisation and the data order")
+    arms: dict = opt(DEFAULT_ARMS, "arm name -> distill keys ({distill: false} = scratch; t: probe = the probe's t)")
+    distill: dict = opt({}, "recipes/distill.py keys shared by every distilling arm (schedule, loss, ...)")
+    finetune: dict = opt({}, "recipes/finetune.py keys shared by every arm (schedule, crop_padding, ...)")
+    cache: dict = opt({}, "recipes/cache_features.py keys (dtype, batch_size, ...)")
+    knn_k: int = opt(20, "k of the kNN evaluation of the frozen backbone")
+    knn_temperature: float = opt(0.07, "temperature of the kNN vote weights")
+    probe_test_fraction: float = opt(0.3, "held-out fraction of the labelled subset in the probe arm's linear probe")
+    launcher: str = opt("accelerate launch", "how each recipe runs, e.g. 'python' or 'accelerate launch --multi_gpu --num_processes 8'")
+    eval_batch_size: int = opt(256, "batch of the kNN and validation passes")
+
+
+def arm_seeds(cfg: ExperimentConfig, arm: str) -> list[int]:
+    """The seeds arm `arm` runs with: its own `seeds` entry, else the experiment's."""
+    return [int(s) for s in cfg.arms[arm].get("seeds", cfg.seeds)]
+
+
+def check_arms(cfg: ExperimentConfig) -> None:
+    """`ConfigError` for an arm that is not a mapping, names a seed outside `seeds`, or lacks a strategy."""
+    for name, spec in cfg.arms.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"arm {name!r} must be a mapping of distill keys, got {spec!r}")
+        extra = sorted(set(arm_seeds(cfg, name)) - set(cfg.seeds))
+        if extra:
+            raise ConfigError(f"arm {name!r} names seeds {extra} outside the experiment's seeds {cfg.seeds}")
+        if spec.get("distill", True) and "strategy" not in spec:
+            raise ConfigError(f"arm {name!r} distils but names no strategy; add strategy: reinforce | fixed | random "
+                              "(or distill: false for the scratch baseline)")
+    if "scratch" not in cfg.arms:
+        raise ConfigError("an experiment needs a 'scratch' arm ({distill: false}): every difference is reported against it")

@@ -1,0 +1,212 @@
+"""The results files of an experiment: `<name>.json` (every figure, per seed), `<name>.md` (the arms
+table with mean +- std and the difference to scratch; what the RL policy learned beside decoder
+g's reward per t; the probe) and `<name>.png` (the paper's Figure 8 analog)."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..hub.atomic import replace_text
+from .config import ExperimentConfig
+
+__all__ = ["write_results", "summarise", "results_markdown"]
+
+
+def _stem(cfg: ExperimentConfig, lpc: int) -> str:
+    return cfg.name if len(cfg.labels_per_class) == 1 else f"{cfg.name}_lpc{lpc}"
+
+
+def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[dict[str, Any]], *, command: str,
+              cache: Path | None = None, seconds: float | None = None) -> dict[str, Any]:
+    """The results JSON: teacher, student, budget, command, and per arm the seeds and their figures."""
+    arms: dict[str, dict[str, Any]] = {}
+    for r in results:
+        arm = arms.setdefault(r["arm"], {"seeds": [], "top1": [], "knn": [], "val_top1": []})
+        arm["seeds"].append(r["seed"])
+        for key in ("top1", "knn", "val_top1"):
+            arm[key].append(r.get(key))
+        if "t" in r:
+            arm.setdefault("t", []).append(r["t"])
+        if "probe" in r:
+            arm.setdefault("probe_accuracy", []).append(r["probe"])
+        if r.get("distill"):
+            arm.setdefault("distill", []).append(r["distill"])
+        arm.setdefault("seconds", []).append(r.get("seconds"))
+    return {"name": cfg.name, "teacher": cfg.teacher, "teacher_layer": cfg.teacher_layer, "student": cfg.student,
+            "student_kwargs": cfg.student_kwargs, "dataset": cfg.dataset, "labels_per_class": lpc,
+            "distill_images_per_class": cfg.distill_images_per_class, "timesteps": cfg.timesteps,
+            "command": command, "cache": str(cache) if cache else None,
+            "seconds": None if seconds is None else round(seconds, 1), "arms": arms}
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(values: Sequence[float | None]) -> str:
+    stats = _mean_std(values)
+    if stats is None:
+        return "-"
+    mean, std = stats
+    return f"{mean:.2f} ± {std:.2f} (n={len([v for v in values if v is not None])})"
+
+
+def _arms_table(summary: dict[str, Any]) -> list[str]:
+    arms = summary["arms"]
+    scratch = _mean_std(arms.get("scratch", {}).get("top1", []))
+    lines = ["| arm | t | seeds | fine-tuned top-1 | Δ vs scratch | frozen kNN top-1 | val top-1 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, arm in arms.items():
+        stats = _mean_std(arm["top1"])
+        delta = "-" if name == "scratch" or stats is None or scratch is None else f"{stats[0] - scratch[0]:+.2f}"
+        t = ", ".join(str(v) for v in arm.get("t", [])) or ("policy" if name == "rl" else "-")
+        lines.append(f"| {name} | {t} | {arm['seeds']} | {_cell(arm['top1'])} | {delta} | {_cell(arm['knn'])} | "
+                     f"{_cell(arm['val_top1'])} |")
+    return lines
+
+
+def _bar(p: float, width: int = 30) -> str:
+    return "█" * round(p * width)
+
+
+def _policy_section(summary: dict[str, Any]) -> list[str]:
+    """The RL arm's learned distribution over t beside decoder g's mean reward per t, per seed."""
+    lines: list[str] = []
+    for distill, seed in zip(summary["arms"].get("rl", {}).get("distill", []), summary["arms"].get("rl", {}).get("seeds", [])):
+        report = distill.get("timestep_report")
+        if not report:
+            continue
+        rewards = dict(zip(report["reward_timesteps"], report["reward"]))
+        lines += [f"### RL policy, seed {seed}", "",
+                  f"mode t = {report['mode']}, mean t = {report['mean_t']:.1f}; entropy of the mean policy "
+                  f"{report['entropy_of_mean']:.3f} and mean per-image entropy {report['mean_entropy']:.3f} nats "
+                  f"against log|T| = {report['log_num_actions']:.3f} (uniform); {report['num_images']} labelled train images.", "",
+                  "| t | π(t) (mean over images) | | decoder g's mean reward (−CE) |", "|---|---|---|---|"]
+        for t, p in zip(report["timesteps"], report["probs"]):
+            reward = rewards.get(t)
+            lines.append(f"| {t} | {p:.3f} | {_bar(p)} | {'-' if reward is None else f'{reward:.4f}'} |")
+        hist = distill.get("last_epoch_t_histogram")
+        if hist:
+            sampled = {t: hist[t] for t in report["timesteps"] if t < len(hist)}
+            total = max(1, sum(sampled.values()))
+            lines += ["", "t sampled in the last epoch: " + ", ".join(f"{t}: {100 * n / total:.1f} %" for t, n in sampled.items())]
+        lines.append("")
+    return lines
+
+
+def _probe_section(summary: dict[str, Any]) -> list[str]:
+    probe = summary["arms"].get("probe", {})
+    lines = []
+    for seed, scores, t in zip(probe.get("seeds", []), probe.get("probe_accuracy", []), probe.get("t", [])):
+        lines += [f"Seed {seed}: linear probe of the cached, pooled teacher features of the labelled subset "
+                  f"(held-out part of it): " + ", ".join(f"t={k}: {v:.1f} %" for k, v in scores.items()) + f" → t = {t}.", ""]
+    return lines
+
+
+def _loss_section(summary: dict[str, Any]) -> list[str]:
+    lines = ["| arm | seed | distillation loss per epoch |", "|---|---|---|"]
+    for name, arm in summary["arms"].items():
+        for seed, distill in zip(arm["seeds"], arm.get("distill", [])):
+            curve = ", ".join(f"{e.get('loss/distill', float('nan')):.4f}" for e in distill["epochs"])
+            lines.append(f"| {name} | {seed} | {curve} |")
+    return lines if len(lines) > 2 else []
+
+
+def verdict(summary: dict[str, Any]) -> list[str]:
+    """The issue's expectations checked against the means: rl >= scratch + 2, rl >= best fixed t > random."""
+    means = {name: _mean_std(arm["top1"]) for name, arm in summary["arms"].items()}
+    means = {name: stats[0] for name, stats in means.items() if stats is not None}
+    lines = []
+    if "rl" in means and "scratch" in means:
+        gap = means["rl"] - means["scratch"]
+        lines.append(f"- rl − scratch = {gap:+.2f} top-1 (expected ≥ +2.00): {'met' if gap >= 2.0 else 'NOT met'}.")
+    fixed = {name: v for name, v in means.items() if name.startswith("fixed")}
+    if fixed:
+        best = max(fixed, key=fixed.get)
+        if "rl" in means:
+            lines.append(f"- rl − best fixed t ({best}) = {means['rl'] - fixed[best]:+.2f} (expected ≥ 0): "
+                         f"{'met' if means['rl'] >= fixed[best] else 'NOT met'}.")
+        if "random" in means:
+            lines.append(f"- best fixed t − random = {fixed[best] - means['random']:+.2f} (expected > 0): "
+                         f"{'met' if fixed[best] > means['random'] else 'NOT met'}.")
+    if "probe" in means and "rl" in means:
+        lines.append(f"- probe − rl = {means['probe'] - means['rl']:+.2f}: "
+                     + ("the probe's t matches or beats the policy here; the policy can be skipped."
+                        if means["probe"] >= means["rl"] else "the policy beats the probe's fixed t here."))
+    return lines
+
+
+def results_markdown(summary: dict[str, Any]) -> str:
+    """The Markdown page of one results JSON."""
+    lines = [f"# {summary['name']}: RepFusion vs scratch, {summary['labels_per_class']} labels per class", "",
+             f"Teacher `{summary['teacher']}` (layer `{summary['teacher_layer']}`), student `{summary['student']}` "
+             f"{summary['student_kwargs'] or ''}, data `{summary['dataset']}` "
+             f"({summary['distill_images_per_class'] or 'all'} distilled images per class), cached t ∈ {{{summary['timesteps']}}}.", "",
+             f"Command: `{summary['command']}`", "",
+             "Fine-tuned top-1 is measured once on the full test split; frozen kNN (k = 20, cosine) uses the labelled "
+             "subset as the bank; val top-1 is a held-out labelled part of train (for choices only). Mean ± std over seeds.", "",
+             *_arms_table(summary), ""]
+    checks = verdict(summary)
+    if checks:
+        lines += ["## Against the expectations", "", *checks, ""]
+    policy = _policy_section(summary)
+    if policy:
+        lines += ["## What the RL policy learned, and why", "", *policy]
+    probe = _probe_section(summary)
+    if probe:
+        lines += ["## The probe arm's choice", "", *probe]
+    losses = _loss_section(summary)
+    if losses:
+        lines += ["## Distillation loss curves", "", *losses, ""]
+    return "\n".join(lines)
+
+
+def figure8(summary: dict[str, Any], path: Path) -> Path:
+    """Fine-tuned top-1 vs fixed t (points and line), RL / random / probe / scratch as bands (mean ± std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = summary["arms"]
+    fixed = sorted((arm["t"][0], _mean_std(arm["top1"])) for name, arm in arms.items()
+                   if name.startswith("fixed") and arm.get("t") and _mean_std(arm["top1"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if fixed:
+        ts = [max(t, 0.5) for t, _ in fixed]
+        ax.errorbar(ts, [s[0] for _, s in fixed], yerr=[s[1] for _, s in fixed], marker="o", color="k", label="fixed t")
+    colours = {"rl": "tab:red", "random": "tab:blue", "scratch": "tab:gray", "probe": "tab:green"}
+    for name, colour in colours.items():
+        stats = _mean_std(arms.get(name, {}).get("top1", []))
+        if stats is None:
+            continue
+        mean, std = stats
+        ax.axhline(mean, color=colour, label=f"{name} ({mean:.1f})", linestyle="--" if name == "scratch" else "-")
+        ax.axhspan(mean - std, mean + std, color=colour, alpha=0.15)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("time step t (fixed-t arms)")
+    ax.set_ylabel("fine-tuned top-1 (%)")
+    ax.set_title(f"{summary['name']}: {summary['labels_per_class']} labels/class")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_results(cfg: ExperimentConfig, lpc: int, results: Sequence[dict[str, Any]], *, command: str,
+                  cache: Path | None = None, seconds: float | None = None) -> list[Path]:
+    """`<output_dir>/<stem>.json|.md|.png` for one label budget."""
+    out = Path(cfg.output_dir)
+    stem = _stem(cfg, lpc)
+    summary = summarise(cfg, lpc, results, command=command, cache=cache, seconds=seconds)
+    json_path = out / f"{stem}.json"
+    replace_text(json_path, json.dumps(summary, indent=2))
+    md_path = out / f"{stem}.md"
+    replace_text(md_path, results_markdown(summary))
+    return [json_path, md_path, figure8(summary, out / f"{stem}.png")]

@@ -1,0 +1,189 @@
+"""Run an experiment grid: one teacher-feature cache, then every arm x seed x label budget.
+
+For each label budget and seed, every arm follows one protocol: distil on the distilled images
+from the cache (not for `scratch`), with decoder g and the policy's reward reading only the seed's
+labelled subset; fine-tune on that labelled subset (`recipes/finetune.py`); evaluate once on the
+full test split; score the frozen backbone by kNN (bank: the labelled subset; queries: the test
+split) and the fine-tuned model on the validation subset (for choices, never the test split).
+
+Each arm-seed writes `result.json` (atomically) when all of that is done: a rerun skips it, and
+a killed one resumes its recipes from their last checkpoints. A half-finished arm-seed never
+counts. The recipes run as subprocesses through `cfg.launcher` (accelerate launch by default).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch.utils.data import Dataset, Subset
+
+from ..data import build_dataset
+from ..data.subsets import read_indices
+from ..errors import ConfigError, IncompleteCacheError, RepFusionError
+from ..hub.atomic import replace_text
+from ..timesteps import parse_timesteps
+from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
+from .evaluation import frozen_knn, validation_top1
+from .probe import probe_timestep
+from .subsets import ExperimentSubsets, write_subsets
+
+__all__ = ["run_experiment", "ExperimentError", "run_dir"]
+
+#: the distill config every arm starts from (the paper's schedule); the experiment's keys override it
+DISTILL_BASE = "_paper_schedule.yaml"
+
+
+class ExperimentError(RepFusionError, RuntimeError):
+    """A recipe of one arm-seed failed; the message names it and the tail of its log."""
+
+
+def run_dir(cfg: ExperimentConfig, labels_per_class: int, arm: str, seed: int) -> Path:
+    return Path(cfg.output_dir) / "runs" / f"lpc{labels_per_class}" / f"{arm}-seed{seed}"
+
+
+def as_flags(values: Mapping[str, Any]) -> list[str]:
+    """`{"a": 1, "b": [1, 2], "c": True}` -> `["--a", "1", "--b", "[1, 2]", "--c", "true"]` (JSON is YAML)."""
+    flags: list[str] = []
+    for key, value in values.items():
+        text = json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value)
+        flags += [f"--{key}", text]
+    return flags
+
+
+def run_recipe(cfg: ExperimentConfig, recipes_dir: Path, recipe: str, flags: Mapping[str, Any], log: Path) -> None:
+    """`<launcher> recipes/<recipe>.py --key value ...`, its output appended to `log`."""
+    launcher = shlex.split(cfg.launcher)
+    if launcher == ["python"]:
+        launcher = [sys.executable]
+    command = [*launcher, str(recipes_dir / f"{recipe}.py"), *as_flags(flags)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as handle:
+        handle.write(f"\n$ {shlex.join(command)}\n")
+        handle.flush()
+        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+        raise ExperimentError(f"{recipe} failed (exit {code}); full log {log}; its end:\n{tail}")
+
+
+def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubsets) -> Path:
+    """The teacher-feature cache of the distilled images at every t of `cfg.timesteps` (built or resumed)."""
+    from ..cache import FeatureCache, build_feature_cache
+    from ..teachers import DiffusionTeacher
+
+    folder = Path(cfg.output_dir) / "cache"
+    try:
+        FeatureCache(folder)
+        return folder
+    except IncompleteCacheError:
+        pass
+    teacher = DiffusionTeacher(cfg.teacher, layer=cfg.teacher_layer)
+    build_feature_cache(teacher, train, folder, timesteps=parse_timesteps(cfg.timesteps, teacher.num_train_timesteps),
+                        dataset_spec=cfg.dataset, split="train", indices=read_indices(subsets.distill_images),
+                        teacher_source=cfg.teacher, **cfg.cache)
+    return folder
+
+
+def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
+                  cache: Path, t: int | None) -> dict[str, Any]:
+    """recipes/distill.py keys of one arm-seed: the experiment's, the arm's, then the protocol's."""
+    own = {k: v for k, v in cfg.arms[arm].items() if k not in ("seeds", "distill")}
+    flags: dict[str, Any] = {"config": str(recipes_dir / "configs" / DISTILL_BASE)}
+    flags.update({**cfg.distill, **own})
+    if t is not None:
+        flags["t"] = t
+    flags.update(task="classification", dataset=cfg.dataset, image_size=cfg.image_size, in_chans=cfg.in_chans,
+                 teacher=cfg.teacher, teacher_layer=cfg.teacher_layer, student=cfg.student,
+                 student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache), augment=True, crop_padding=0,
+                 train_subset=str(subsets.distill_images), label_subset=str(subsets.labelled(lpc, seed)),
+                 seed=seed, finetune=False, timestep_report=True, resume="auto",
+                 output_dir=str(run_dir(cfg, lpc, arm, seed) / "distill"))
+    return flags
+
+
+def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
+                   backbone: Path | None) -> dict[str, Any]:
+    """recipes/finetune.py keys of one arm-seed: the experiment's, then the protocol's."""
+    start = {"model": str(backbone), "pretrained": True} if backbone else {
+        "model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs)}
+    return {**cfg.finetune, "task": "classification", "dataset": cfg.dataset, "image_size": cfg.image_size,
+            "in_chans": cfg.in_chans, "train_subset": str(subsets.labelled(lpc, seed)), "seed": seed,
+            "resume": "auto", "output_dir": str(run_dir(cfg, lpc, arm, seed) / "finetune"), **start}
+
+
+def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
+                 cache: Path, data: Mapping[str, Dataset]) -> dict[str, Any]:
+    """Distil (unless scratch), fine-tune, evaluate; `result.json` once all of it is done."""
+    folder = run_dir(cfg, lpc, arm, seed)
+    result_file = folder / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    started = time.time()
+    result: dict[str, Any] = {"arm": arm, "seed": seed, "labels_per_class": lpc}
+    backbone = None
+    labelled = read_indices(subsets.labelled(lpc, seed))
+    if cfg.arms[arm].get("distill", True):
+        t = None
+        if cfg.arms[arm].get("t") == PROBE:
+            t, result["probe"] = probe_timestep(cache, labelled, data["train"], cfg.probe_test_fraction, seed)
+            result["t"] = t
+        elif cfg.arms[arm].get("strategy") == "fixed":
+            result["t"] = int(cfg.arms[arm].get("t", 0))
+        if not (folder / "distill" / "summary.json").is_file():
+            run_recipe(cfg, recipes_dir, "distill", distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t), folder / "distill.log")
+        backbone = folder / "distill" / "backbone"
+        result["distill"] = distill_summary(folder / "distill")
+    if not (folder / "finetune" / "metrics.json").is_file():
+        run_recipe(cfg, recipes_dir, "finetune", finetune_flags(cfg, arm, seed, lpc, subsets, backbone), folder / "finetune.log")
+    metrics = json.loads((folder / "finetune" / "metrics.json").read_text())
+    result["top1"] = float(metrics["top1"])
+    bank = Subset(data["train"], labelled)
+    result["knn"] = frozen_knn(cfg, backbone, seed, bank, data["test"])
+    result["val_top1"] = validation_top1(cfg, folder / "finetune" / "model", Subset(data["train"], read_indices(subsets.val)))
+    result["seconds"] = round(time.time() - started, 1)
+    replace_text(result_file, json.dumps(result, indent=2))
+    return result
+
+
+def distill_summary(folder: Path) -> dict[str, Any]:
+    """What a finished distillation logged: per-epoch losses and entropy, and its time-step report."""
+    epochs = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    report = folder / "timestep_report.json"
+    return {"epochs": [{k: v for k, v in e.items() if k != "hist"} for e in epochs],
+            "last_epoch_t_histogram": epochs[-1].get("hist", {}).get("t") if epochs else None,
+            "timestep_report": json.loads(report.read_text()) if report.is_file() else None,
+            "seconds": json.loads((folder / "summary.json").read_text()).get("distill_seconds")}
+
+
+def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) -> list[Path]:
+    """The whole grid (resumable); returns the results files written (see `report.write_results`)."""
+    from .report import write_results
+
+    check_arms(cfg)
+    if not cfg.teacher:
+        raise ConfigError("the experiment needs --teacher (a diffusers teacher folder or Hub id)")
+    out = Path(cfg.output_dir)
+    started = time.time()
+    data = {"train": build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans),
+            "test": build_dataset(cfg.dataset, split="test", image_size=cfg.image_size, in_chans=cfg.in_chans)}
+    subsets = write_subsets(cfg, data["train"].labels, out / "subsets")
+    cache = ensure_cache(cfg, data["train"], subsets)
+    written: list[Path] = []
+    for lpc in cfg.labels_per_class:
+        results = []
+        for arm in cfg.arms:
+            for seed in arm_seeds(cfg, arm):
+                print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
+                results.append(run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data))
+        written += write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started)
+    if cfg.results_dir:
+        Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
+        for path in written:
+            shutil.copy2(path, Path(cfg.results_dir) / path.name)
+    return written
