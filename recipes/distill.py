@@ -3,7 +3,7 @@
 
     accelerate launch recipes/distill.py                      # the offline default (digits, < 10 min on 2 CPU cores)
     accelerate launch recipes/distill.py --config recipes/configs/cifar10_resnet18_hint.yaml --dataset /data/cifar10
-    accelerate launch --multi_gpu --num_processes 2 recipes/distill.py --epochs 1  # 2 CPU processes (gloo) where there is no CUDA
+    accelerate launch --multi_gpu --num_processes 2 recipes/distill.py --num_train_epochs 1  # 2 CPU processes (gloo) where there is no CUDA
     accelerate launch --mixed_precision bf16 recipes/distill.py --config ...        # a GPU, bf16 autocast
     accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 recipes/distill.py --config ...
 
@@ -87,7 +87,7 @@ class DistillConfig(TrainConfig):
     teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps the dataset's WordNet-id classes to ImageNet ids", choices=["", "tinyimagenet"])
     teacher_config: str = opt("teacher_digits.yaml", "train_teacher config (relative to recipes/configs) when --teacher is empty")
     teacher_dir: str = opt("", "where the trained teacher goes (default: <output_dir>/teacher); reused if complete")
-    teacher_max_steps: int = opt(0, "override the teacher config's max_steps (0 = keep)")
+    teacher_max_train_steps: int = opt(0, "override the teacher config's max_train_steps (0 = keep)")
     teacher_overrides: dict = opt({}, "more train_teacher keys for the trained teacher, e.g. {num_samples: 0}")
     # RepFusion
     strategy: str = opt("reinforce", "time-step strategy", choices=["reinforce", "fixed", "random"])
@@ -107,13 +107,13 @@ class DistillConfig(TrainConfig):
     model_name: str = opt("", "name written into the backbone's model card")
     push_to_hub: bool = opt(False, "push the backbone folder with huggingface_hub")
     hub_model_id: str = opt("", "org/name for --push_to_hub")
-    hub_private: bool = opt(False, "create the Hub repo private")
+    hub_private_repo: bool = opt(False, "create the Hub repo private")
     # the downstream chain (the offline default turns it on)
     finetune: bool = opt(False, "then fine-tune the distilled backbone and the same student from scratch")
-    finetune_epochs: int = opt(100, "fine-tune epochs")
-    finetune_max_steps: int = opt(0, "fine-tune step cap (0 = all epochs)")
-    finetune_lr: float = opt(0.1, "fine-tune learning rate")
-    finetune_batch_size: int = opt(128, "fine-tune global batch")
+    finetune_num_train_epochs: int = opt(100, "fine-tune epochs")
+    finetune_max_train_steps: int = opt(0, "fine-tune step cap (0 = all epochs)")
+    finetune_learning_rate: float = opt(0.1, "fine-tune learning rate")
+    finetune_train_batch_size: int = opt(128, "fine-tune global batch")
     finetune_milestones: list[int] = opt([50, 75], "fine-tune multistep milestones (epochs)")
 
 
@@ -164,8 +164,8 @@ def resolve_teacher(cfg: Any) -> str:
     argv = ["--config", str(config_file), "--output_dir", teacher_dir, "--reuse", "true",
             "--image_size", str(cfg.image_size), "--in_channels", str(cfg.in_chans), "--dataset", cfg.dataset,
             "--seed", str(cfg.seed)]
-    if cfg.teacher_max_steps:
-        argv += ["--max_steps", str(cfg.teacher_max_steps)]
+    if cfg.teacher_max_train_steps:
+        argv += ["--max_train_steps", str(cfg.teacher_max_train_steps)]
     for key, value in cfg.teacher_overrides.items():
         argv += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     precision = cfg.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
@@ -362,7 +362,7 @@ def distill(cfg: Any) -> dict[str, Any]:
     if cfg.push_to_hub and acc.is_main_process:
         from repfusion_zoo.hub import push_to_hub
 
-        sha = push_to_hub(backbone_dir, cfg.hub_model_id, private=cfg.hub_private, commit_message="RepFusion backbone")
+        sha = push_to_hub(backbone_dir, cfg.hub_model_id, private=cfg.hub_private_repo, commit_message="RepFusion backbone")
         result["pushed"] = f"{cfg.hub_model_id}@{sha}"
         trainer.print(f"[distill] pushed: {result['pushed']}  (put this in the zoo registry's hf_hub_id)")
     trainer.finish()
@@ -388,9 +388,11 @@ def finetune_settings(cfg: Any) -> dict[str, Any]:
     values = to_dict(cfg)
     settings = {k: values[k] for k in get_task(cfg.task).default_config()
                 if k in values and k not in train_keys and k not in DISTILL_ONLY_KEYS}
-    settings.update(task=cfg.task, epochs=cfg.finetune_epochs, max_steps=cfg.finetune_max_steps, lr=cfg.finetune_lr,
-                    batch_size=cfg.finetune_batch_size, milestones=list(cfg.finetune_milestones), seed=cfg.seed,
-                    mixed_precision=cfg.mixed_precision, report_to=cfg.report_to, resume=cfg.resume,
+    settings.update(task=cfg.task, num_train_epochs=cfg.finetune_num_train_epochs,
+                    max_train_steps=cfg.finetune_max_train_steps, learning_rate=cfg.finetune_learning_rate,
+                    train_batch_size=cfg.finetune_train_batch_size, milestones=list(cfg.finetune_milestones), seed=cfg.seed,
+                    mixed_precision=cfg.mixed_precision, report_to=cfg.report_to,
+                    resume_from_checkpoint=cfg.resume_from_checkpoint,
                     gradient_accumulation_steps=cfg.gradient_accumulation_steps, eval_batch_size=cfg.eval_batch_size)
     return settings
 

@@ -34,6 +34,7 @@ from repfusion_zoo.training import (
     to_dict,
     wants_help,
 )
+from repfusion_zoo.training.config import canonical
 from repfusion_zoo.training.loop import set_torch_threads_from_env
 from repfusion_zoo.training.state import seed_everything
 
@@ -51,18 +52,20 @@ class FinetuneConfig(TrainConfig):
     update_source_card: bool = opt(True, "also write the metrics into the start folder's card when --model is a local folder")
     push_to_hub: bool = opt(False, "push the fine-tuned folder with huggingface_hub")
     hub_model_id: str = opt("", "org/name for --push_to_hub")
-    hub_private: bool = opt(False, "create the Hub repo private")
+    hub_private_repo: bool = opt(False, "create the Hub repo private")
 
 
 DESCRIPTION = __doc__.split("\n\n")[0] + f"\n\ntasks: {', '.join(sorted(TASKS))}"
 
 
 def load_finetune_config(argv: Sequence[str] | None = None, *, overrides: dict[str, Any] | None = None) -> Any:
-    """The finetune config for `argv`, with the chosen task's default keys merged in."""
-    task_name = str(peek(argv, "task", default=(overrides or {}).get("task", "classification")))
+    """The finetune config for `argv`, with the chosen task's default keys merged in; `overrides`
+    (canonical names or their aliases) are set last."""
+    overrides = canonical(overrides or {}, "finetune overrides")
+    task_name = str(peek(argv, "task", default=overrides.get("task", "classification")))
     task_cls = get_task(task_name)
     cfg = load_config(FinetuneConfig, argv, extra_defaults=task_cls.default_config())
-    for key, value in (overrides or {}).items():
+    for key, value in overrides.items():
         if not hasattr(cfg, key):
             raise ConfigError(f"unknown finetune key {key!r}; valid keys are: {', '.join(sorted(to_dict(cfg)))}")
         setattr(cfg, key, value)
@@ -150,7 +153,7 @@ def finetune(cfg: Any) -> dict[str, Any]:
     if cfg.push_to_hub and acc.is_main_process:
         from repfusion_zoo.hub import push_to_hub
 
-        sha = push_to_hub(model_dir, cfg.hub_model_id, private=cfg.hub_private,
+        sha = push_to_hub(model_dir, cfg.hub_model_id, private=cfg.hub_private_repo,
                           commit_message=f"fine-tuned on {cfg.task}: {metrics}")
         pushed = f"{cfg.hub_model_id}@{sha}"
         trainer.print(f"[finetune] pushed: {pushed}")

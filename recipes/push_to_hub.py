@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Publish a Hub-ready folder (model.safetensors + config.json + README.md) with huggingface_hub.
 
-    python recipes/push_to_hub.py --folder outputs/offline_default/backbone --repo_id org/resnet18_repfusion_digits
-    python recipes/push_to_hub.py --folder F --repo_id org/name --revision main --private true
+    python recipes/push_to_hub.py --folder outputs/offline_default/backbone --hub_model_id org/resnet18_repfusion_digits
+    python recipes/push_to_hub.py --folder F --hub_model_id org/name --revision main --hub_private_repo true
+
+(`--repo_id` and `--private` are aliases of `--hub_model_id` and `--hub_private_repo`, the names
+distill.py, finetune.py and diffusers' example scripts use.)
 
 Prints `org/name@<commit sha>`: put it into the zoo entry's `hf_hub_id` to pin the weight.
 The Hub endpoint is huggingface_hub's (`HF_ENDPOINT`); the token is huggingface_hub's (`HF_TOKEN`
@@ -24,25 +27,25 @@ class PushConfig:
     """Keys of recipes/push_to_hub.py."""
 
     folder: str = opt("", "the Hub-ready folder to publish")
-    repo_id: str = opt("", "org/name on the Hub")
+    hub_model_id: str = opt("", "org/name on the Hub")
     revision: str = opt("", "branch to push to (empty = the default branch)")
-    private: bool = opt(False, "create the repo private")
+    hub_private_repo: bool = opt(False, "create the repo private")
     commit_message: str = opt("", "commit message (empty = a default)")
 
 
 def push(cfg: PushConfig) -> str:
-    """Push `cfg.folder` to `cfg.repo_id`; returns `repo_id@sha`."""
+    """Push `cfg.folder` to `cfg.hub_model_id`; returns `hub_model_id@sha`."""
     from repfusion_zoo.hub import push_to_hub
 
     folder = Path(cfg.folder).expanduser()
-    if not cfg.folder or not cfg.repo_id:
-        raise ConfigError("give --folder PATH and --repo_id org/name")
+    if not cfg.folder or not cfg.hub_model_id:
+        raise ConfigError("give --folder PATH and --hub_model_id org/name")
     if not ((folder / "model.safetensors").is_file() and (folder / "config.json").is_file()):
         raise ConfigError(f"{str(folder)!r} is not a Hub-ready folder (needs model.safetensors and config.json); "
                           "write one with recipes/distill.py, recipes/finetune.py or repfusion_zoo.save_pretrained")
-    sha = push_to_hub(folder, cfg.repo_id, revision=cfg.revision or None, private=cfg.private,
+    sha = push_to_hub(folder, cfg.hub_model_id, revision=cfg.revision or None, private=cfg.hub_private_repo,
                       commit_message=cfg.commit_message or None)
-    return f"{cfg.repo_id}@{sha}"
+    return f"{cfg.hub_model_id}@{sha}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,17 +8,20 @@ loads; it is written to a temp folder and renamed, so a killed run never leaves 
 
     accelerate launch recipes/train_teacher.py                       # digits, 16 px, ~2 min on 2 CPU cores
     accelerate launch --multi_gpu --num_processes 2 recipes/train_teacher.py   # 2 processes (gloo on CPU)
-    accelerate launch recipes/train_teacher.py --config recipes/configs/teacher_cifar10.yaml \
-        --dataset /data/cifar10 --mixed_precision bf16               # the ddpm-cifar10-32 architecture
+    accelerate launch --mixed_precision bf16 recipes/train_teacher.py \
+        --config recipes/configs/teacher_cifar10.yaml --dataset /data/cifar10   # the ddpm-cifar10-32 architecture
     python recipes/train_teacher.py --help                           # every key, its default and meaning
 
 Every YAML key is also a flag (`--key value`); an unknown key is an error listing the valid ones.
 In Python: `from train_teacher import TeacherConfig, train_teacher; train_teacher(TeacherConfig(...))`.
-Labels are ignored. `batch_size` is the global batch of one optimiser step, as in the other
-recipes: each process takes batch_size / (processes x gradient_accumulation_steps) per
-micro-batch. `--resume auto` continues from the latest complete checkpoint in
-`<output_dir>.run/checkpoints` (written every `checkpointing_steps`). `--reuse true` returns an
-existing teacher trained with the same config instead of training again.
+Labels are ignored. The keys are those of the other recipes (and of diffusers' example
+scripts; the short names `batch_size`, `max_steps`, `resume`, ... are aliases). `train_batch_size`
+is the global batch of one optimiser step: each process takes train_batch_size / (processes x
+gradient_accumulation_steps) per micro-batch. `--resume_from_checkpoint latest` continues from
+the newest complete `<output_dir>.run/checkpoint-<step>` (written every `checkpointing_steps`).
+Mixed precision comes from the launcher (`accelerate launch --mixed_precision bf16`) unless
+`--mixed_precision` is given here. `--reuse true` returns an existing teacher trained with the
+same config instead of training again.
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ class TeacherConfig:
     image_size: int = opt(16, "images are resized to image_size x image_size; the UNet's sample_size")
     in_channels: int = opt(3, "image channels (grey data is replicated); 3 matches RGB students")
     augment: bool = opt(True, "flips for image data, small shifts for digits (see repfusion_zoo.data)")
-    num_workers: int = opt(0, "DataLoader worker processes")
+    dataloader_num_workers: int = opt(0, "DataLoader worker processes")
     # UNet2DModel
     block_out_channels: list[int] = opt([32, 64, 64], "channels of each resolution level")
     down_block_types: list[str] = opt(["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"], "diffusers down blocks")
@@ -80,8 +83,8 @@ class TeacherConfig:
     beta_start: float = opt(1e-4, "first beta")
     beta_end: float = opt(0.02, "last beta")
     # optimisation
-    max_steps: int = opt(300, "optimiser steps")
-    batch_size: int = opt(64, "global batch per optimiser step (split over processes x gradient_accumulation_steps)")
+    max_train_steps: int = opt(300, "optimiser steps")
+    train_batch_size: int = opt(64, "global batch per optimiser step (split over processes x gradient_accumulation_steps)")
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
     learning_rate: float = opt(1e-3, "AdamW peak learning rate")
     lr_warmup_steps: int = opt(20, "linear warm-up steps, then cosine decay to 0")
@@ -89,7 +92,7 @@ class TeacherConfig:
     max_grad_norm: float = opt(1.0, "gradient clipping norm (0 = off)")
     ema_max_decay: float = opt(0.9999, "EMA decay ceiling (warm-up: 1 - (1 + step) ** -ema_power)")
     ema_power: float = opt(0.75, "EMA warm-up power")
-    mixed_precision: str = opt("no", "Accelerate precision (fp32 on CPU)", choices=("no", "fp16", "bf16"))
+    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=("", "no", "fp16", "bf16"))
     seed: int = opt(0, "seed of the data order, augmentation, noise and time steps")
     cpu_threads: int = opt(0, "torch.set_num_threads on CPU (0 = torch's default; 1 is fastest on a busy machine)")
     # output
@@ -98,8 +101,9 @@ class TeacherConfig:
     sample_inference_steps: int = opt(50, "denoising steps for samples.png")
     log_every: int = opt(25, "steps between logged losses")
     report_to: str = opt("", "Accelerate trackers, e.g. tensorboard (empty: none)")
-    checkpointing_steps: int = opt(0, "save a resumable state every N steps (0 = never)")
-    resume: str = opt("", "'auto' (latest checkpoint), a checkpoint folder, or empty to start fresh")
+    checkpointing_steps: int = opt(0, "save a resumable state <output_dir>.run/checkpoint-<step> every N steps (0 = never)")
+    checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
+    resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest checkpoint, or a checkpoint folder")
     reuse: bool = opt(False, "return an existing teacher at output_dir trained with the same config instead of training")
 
 
@@ -158,10 +162,19 @@ def diffusion_loss(unet: UNet2DModel, scheduler: DDPMScheduler, images: torch.Te
     return F.mse_loss(unet(noisy, t).sample.float(), noise.float())
 
 
+def run_precision(mixed_precision: str | None) -> str:
+    """The precision a run uses: its `mixed_precision` key, else the launcher's (`accelerate launch
+    --mixed_precision` sets ACCELERATE_MIXED_PRECISION, which Accelerator reads), else "no"."""
+    return mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "") or "no"
+
+
 def config_key(cfg: TeacherConfig) -> dict[str, Any]:
     """What decides the teacher's weights: the config minus where it is written and how it is logged."""
-    skip = {"output_dir", "num_samples", "sample_inference_steps", "log_every", "report_to", "checkpointing_steps", "resume", "reuse", "num_workers", "cpu_threads"}
-    return {k: v for k, v in to_dict(cfg).items() if k not in skip}
+    skip = {"output_dir", "num_samples", "sample_inference_steps", "log_every", "report_to", "checkpointing_steps",
+            "checkpoints_total_limit", "resume_from_checkpoint", "reuse", "dataloader_num_workers", "cpu_threads"}
+    key = {k: v for k, v in to_dict(cfg).items() if k not in skip}
+    key["mixed_precision"] = run_precision(key["mixed_precision"])
+    return key
 
 
 def reusable(cfg: TeacherConfig) -> bool:
@@ -177,9 +190,14 @@ def reusable(cfg: TeacherConfig) -> bool:
 
 
 def config_key_from(saved: dict[str, Any]) -> dict[str, Any]:
-    """`config_key` of a saved `teacher_config.json` (keys it lacks read as None)."""
+    """`config_key` of a saved `teacher_config.json` (keys it lacks read as None; short alias names read as theirs)."""
+    from repfusion_zoo.training.config import canonical
+
     fields = config_key(TeacherConfig())
-    return {k: saved.get(k) for k in fields}
+    saved = canonical(saved, "teacher_config.json")
+    key = {k: saved.get(k) for k in fields}
+    key["mixed_precision"] = run_precision(key["mixed_precision"])
+    return key
 
 
 # ------------------------------------------------------------------ atomic output
@@ -193,7 +211,8 @@ def save_teacher(unet: UNet2DModel, scheduler: DDPMScheduler, out: Path, cfg: Te
 
     with atomic_folder(out) as tmp:
         DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
-        (tmp / TEACHER_CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+        recorded = {**to_dict(cfg), "mixed_precision": run_precision(cfg.mixed_precision)}
+        (tmp / TEACHER_CONFIG_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
         (tmp / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         if cfg.num_samples > 0:
             save_samples(unet, scheduler, tmp / SAMPLES_FILE, cfg)
@@ -253,7 +272,7 @@ def make_accelerator(cfg: TeacherConfig, run_dir: Path) -> Accelerator:
     trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
     return Accelerator(
         cpu=multi_process_cpu(),
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=cfg.mixed_precision or None,  # None: ACCELERATE_MIXED_PRECISION from `accelerate launch`
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
@@ -288,31 +307,31 @@ def _build_run(cfg: TeacherConfig, accelerator, run_dir: Path) -> _Run:
     from repfusion_zoo.training.state import CheckpointManager
 
     dataset = build_dataset(cfg.dataset, split=cfg.split, image_size=cfg.image_size, in_chans=cfg.in_channels, augment=cfg.augment, seed=cfg.seed)
-    if len(dataset) < cfg.batch_size:
-        raise InputError(f"dataset {cfg.dataset!r} has {len(dataset)} images, fewer than one batch ({cfg.batch_size}); lower batch_size")
-    loader, sampler, seeded = seeded_train_loader(dataset, micro_batch_size(cfg, accelerator.num_processes), cfg.seed, cfg.num_workers)
+    if len(dataset) < cfg.train_batch_size:
+        raise InputError(f"dataset {cfg.dataset!r} has {len(dataset)} images, fewer than one batch ({cfg.train_batch_size}); lower train_batch_size")
+    loader, sampler, seeded = seeded_train_loader(dataset, micro_batch_size(cfg, accelerator.num_processes), cfg.seed, cfg.dataloader_num_workers)
     unet = build_unet(cfg)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, power=cfg.ema_power, model_cls=type(unet), model_config=unet.config)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
     # a prepared LR schedule steps once per process per optimiser step: scale its horizon to match
     processes = accelerator.num_processes
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.lr_warmup_steps * processes, cfg.max_steps * processes)
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, cfg.lr_warmup_steps * processes, cfg.max_train_steps * processes)
     unet, optimizer, loader, lr_schedule = accelerator.prepare(unet, optimizer, loader, lr_schedule)
     ema.to(accelerator.device)
     ema_state_hooks(accelerator, ema)
     return _Run(accelerator, unet, build_scheduler(cfg), ema, optimizer, lr_schedule, loader, sampler, seeded, dataset,
-                CheckpointManager(accelerator, run_dir))
+                CheckpointManager(accelerator, run_dir, cfg.checkpoints_total_limit))
 
 
 def _optimise(cfg: TeacherConfig, run: _Run, progress, bar) -> float:
-    """Train from `progress` to `cfg.max_steps` optimiser steps; returns the last logged loss."""
+    """Train from `progress` to `cfg.max_train_steps` optimiser steps; returns the last logged loss."""
     from repfusion_zoo.training.loop import epoch_batches
     from repfusion_zoo.training.state import seed_step
 
     acc = run.accelerator
     accumulation, micro, losses, last_loss = acc.gradient_accumulation_steps, 0, [], float("nan")
     run.unet.train()
-    while progress.step < cfg.max_steps:
+    while progress.step < cfg.max_train_steps:
         run.sampler.set_epoch(progress.epoch)
         run.seeded.set_epoch(progress.epoch)
         # the order and augmentation are a function of the epoch only (Accelerate would reset them to
@@ -338,12 +357,12 @@ def _optimise(cfg: TeacherConfig, run: _Run, progress, bar) -> float:
             run.ema.step(acc.unwrap_model(run.unet).parameters())
             progress.step += 1
             bar.update(1)
-            if progress.step % cfg.log_every == 0 or progress.step == cfg.max_steps:
+            if progress.step % cfg.log_every == 0 or progress.step == cfg.max_train_steps:
                 last_loss = _log_loss(run, losses, progress.step, bar)
                 losses.clear()
             if cfg.checkpointing_steps and progress.step % cfg.checkpointing_steps == 0:
                 run.checkpoints.save(progress)
-            if progress.step >= cfg.max_steps:
+            if progress.step >= cfg.max_train_steps:
                 break
         else:
             progress.epoch += 1
@@ -388,14 +407,14 @@ def train_teacher(cfg: TeacherConfig, accelerator: Accelerator | None = None) ->
     set_seed(cfg.seed)
     run = _build_run(cfg, accelerator, run_dir)
     progress = Progress()
-    resume_from = resolve_resume(cfg.resume, run_dir)
+    resume_from = resolve_resume(cfg.resume_from_checkpoint, run_dir)
     if resume_from is not None:
         progress = run.checkpoints.load(resume_from)
         accelerator.print(f"resumed from {resume_from} at step {progress.step}")
     if own_accelerator and accelerator.log_with:
         accelerator.init_trackers("train_teacher", config={k: str(v) for k, v in to_dict(cfg).items()})
 
-    bar = tqdm(total=cfg.max_steps, initial=progress.step, desc="teacher", disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=cfg.max_train_steps, initial=progress.step, desc="teacher", disable=not accelerator.is_local_main_process)
     start = time.time()
     last_loss = _optimise(cfg, run, progress, bar)
     bar.close()

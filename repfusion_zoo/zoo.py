@@ -155,6 +155,14 @@ if set(PUBLISHED) - set(ZOO):
     raise ConfigError(f"zoo.PUBLISHED names unknown zoo entries {unknown}; fix the names.")
 
 
+def _pool_size(entry: ZooEntry) -> tuple[int, int]:
+    """The spatial size of ``forward_features`` at the entry's input size (timm's ``pool_size``),
+    from the architecture's own cfg: its reduction is ``input_size / pool_size`` there."""
+    arch = timm.models.get_pretrained_cfg(entry.architecture)
+    reduction = [size // pool for size, pool in zip(arch.input_size[-2:], arch.pool_size)]
+    return tuple(size // r for size, r in zip(entry.input_size[-2:], reduction))  # type: ignore[return-value]
+
+
 def _pretrained_cfg(entry: ZooEntry) -> dict[str, Any]:
     """The timm pretrained cfg of a zoo entry (backbone weights: num_classes 0)."""
     return dict(
@@ -162,7 +170,7 @@ def _pretrained_cfg(entry: ZooEntry) -> dict[str, Any]:
         hf_hub_filename=WEIGHTS_NAME,
         num_classes=0,
         input_size=entry.input_size,
-        pool_size=None,
+        pool_size=_pool_size(entry),
         crop_pct=1.0,
         interpolation="bilinear",
         mean=entry.mean,

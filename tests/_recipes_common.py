@@ -25,7 +25,7 @@ TINY_TEACHER = {"block_out_channels": [16, 32, 32], "num_samples": 0, "log_every
 def tiny_flags(output_dir: Path, **extra: object) -> list[str]:
     """distill.py flags for a tiny run at 8 px (add `--teacher` or teacher keys)."""
     flags = ["--output_dir", str(output_dir), "--image_size", "8", "--in_chans", "3", *TINY_STUDENT,
-             "--batch_size", "32", "--eval_batch_size", "128", "--epochs", "1", "--log_every", "1",
+             "--train_batch_size", "32", "--eval_batch_size", "128", "--num_train_epochs", "1", "--log_every", "1",
              "--finetune", "false", "--milestones", "[]"]
     for key, value in extra.items():
         flags += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
@@ -38,7 +38,7 @@ def train_tiny_teacher(folder: Path) -> Path:
     import train_teacher
 
     argv = ["--config", str(RECIPES / "configs" / "teacher_digits.yaml"), "--output_dir", str(folder),
-            "--image_size", "8", "--max_steps", "2", "--reuse", "true"]
+            "--image_size", "8", "--max_train_steps", "2", "--reuse", "true"]
     for key, value in TINY_TEACHER.items():
         argv += [f"--{key}", json.dumps(value)]
     return Path(train_teacher.train_teacher(train_teacher.parse_config(argv)))

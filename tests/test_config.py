@@ -18,8 +18,8 @@ sys.path.insert(0, str(REPO / "recipes"))
 
 @dataclass
 class Small:
-    lr: float = opt(0.1, "lr")
-    epochs: int = opt(3)
+    learning_rate: float = opt(0.1, "lr")
+    num_train_epochs: int = opt(3)
     milestones: list[int] = opt([1, 2])
     name: str = opt("x")
     push: bool = opt(False)
@@ -29,8 +29,8 @@ class Small:
 
 def test_flag_forms_and_types():
     cfg = load_config(Small, ["--lr=1e-3", "--epochs", "7", "--milestones", "4,5", "--push", "--extra", "{a: 1}", "--name=y"])
-    assert cfg == Small(lr=1e-3, epochs=7, milestones=[4, 5], name="y", push=True, extra={"a": 1})
-    assert isinstance(cfg.lr, float) and isinstance(cfg.epochs, int)
+    assert cfg == Small(learning_rate=1e-3, num_train_epochs=7, milestones=[4, 5], name="y", push=True, extra={"a": 1})
+    assert isinstance(cfg.learning_rate, float) and isinstance(cfg.num_train_epochs, int)
     assert load_config(Small, ["--push", "false", "--milestones", "[]"]).push is False
     assert parse_flags(["--dash-name", "v"]) == {"dash_name": "v"}
 
@@ -61,7 +61,7 @@ def test_base_inheritance_and_precedence(tmp_path):
     (tmp_path / "base.yaml").write_text("lr: 0.5\nepochs: 10\nname: base\n")
     (tmp_path / "sub" / "child.yaml").write_text("base: ../base.yaml\nepochs: 20\n")
     cfg = load_config(Small, ["--config", str(tmp_path / "sub" / "child.yaml"), "--name", "flag"])
-    assert (cfg.lr, cfg.epochs, cfg.name) == (0.5, 20, "flag")
+    assert (cfg.learning_rate, cfg.num_train_epochs, cfg.name) == (0.5, 20, "flag")
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ConfigError, match="inherits from itself"):
         read_yaml(tmp_path / "loop.yaml")
@@ -87,7 +87,7 @@ def test_every_shipped_config_loads_and_validates(path):
 
         cfg = distill.load_distill_config(["--config", str(path)])
         assert timm.is_model(cfg.student), f"{path.name}: student {cfg.student!r} is not a model name"
-        assert cfg.batch_size > 0 and cfg.epochs > 0
+        assert cfg.train_batch_size > 0 and cfg.num_train_epochs > 0
         if cfg.strategy == "fixed":
             assert 0 <= cfg.t < 1000
     elif recipe == "finetune":
@@ -117,7 +117,50 @@ def test_paper_schedule_is_the_distill_default():
     import distill
 
     cfg = distill.load_distill_config(["--config", str(CONFIGS / "cifar10_resnet18_hint.yaml")])
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (200, 128, 0.1, 0.9, 1e-4)
+    assert (cfg.num_train_epochs, cfg.train_batch_size, cfg.learning_rate, cfg.momentum, cfg.weight_decay) == (200, 128, 0.1, 0.9, 1e-4)
     assert cfg.milestones == [100, 150] and cfg.gamma == 0.1 and cfg.strategy == "reinforce"
     celeb = distill.load_distill_config(["--config", str(CONFIGS / "celebahq_resnet18.yaml")])
     assert (celeb.image_size, celeb.loss, celeb.decoder, celeb.task) == (256, "hint", "fcn", "segmentation")
+
+
+DIFFUSERS_KEYS = ("learning_rate", "train_batch_size", "max_train_steps", "checkpointing_steps",
+                  "checkpoints_total_limit", "resume_from_checkpoint", "dataloader_num_workers")
+
+
+def test_aliases_in_files_and_flags_set_the_canonical_keys(tmp_path):
+    """The short names (`lr`, `epochs`) work in YAML and as flags; a child's canonical key overrides
+    a base's alias; one mapping giving both names is an error; the last flag wins."""
+    (tmp_path / "base.yaml").write_text("lr: 0.5\nepochs: 10\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nlearning_rate: 0.25\n")
+    cfg = load_config(Small, ["--config", str(tmp_path / "child.yaml"), "--epochs", "4"])
+    assert (cfg.learning_rate, cfg.num_train_epochs) == (0.25, 4)
+    assert load_config(Small, ["--learning_rate", "1", "--lr", "2"]).learning_rate == 2.0
+    (tmp_path / "both.yaml").write_text("lr: 0.5\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate.*twice"):
+        load_config(Small, ["--config", str(tmp_path / "both.yaml")])
+
+
+def test_every_recipe_uses_the_diffusers_names_and_help_shows_them(capsys):
+    """One naming across recipes: no recipe field is an alias; the shared keys exist in each; --help
+    lists the canonical names with their aliases."""
+    import distill
+    import finetune
+    import push_to_hub
+    import train_teacher
+
+    from repfusion_zoo.training.config import ALIASES, schema_fields
+
+    schemas = {"distill": distill.DistillConfig, "finetune": finetune.FinetuneConfig,
+               "train_teacher": train_teacher.TeacherConfig, "push_to_hub": push_to_hub.PushConfig}
+    for name, schema in schemas.items():
+        fields = set(schema_fields(schema))
+        assert not fields & set(ALIASES), f"{name} still has short names {fields & set(ALIASES)}"
+        assert set(ALIASES.values()) & fields, name
+        if name != "push_to_hub":
+            assert set(DIFFUSERS_KEYS) <= fields, f"{name} lacks {set(DIFFUSERS_KEYS) - fields}"
+    assert {"hub_model_id", "hub_private_repo"} <= set(schema_fields(push_to_hub.PushConfig))
+    assert train_teacher.TeacherConfig().mixed_precision == ""  # the launcher's precision, as in the others
+    distill.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--learning_rate" in text and "(alias --lr)" in text and "--resume_from_checkpoint" in text
+    assert "\n  --lr " not in text

@@ -96,10 +96,10 @@ def test_finetune_help_lists_the_dense_tasks_and_their_keys(capsys: pytest.Captu
 def test_dense_configs_hold_the_paper_schedule(name: str) -> None:
     cfg = _recipe("finetune").load_finetune_config(["--config", str(CONFIGS / f"{name}.yaml")])
     if cfg.task == "segmentation":
-        assert (cfg.crop_size, cfg.eval_size, cfg.max_steps, cfg.batch_size) == (448, 512, 160000, 16)
-        assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.scheduler, cfg.num_classes) == ("sgd", 0.01, 0.9, "poly", 19)
+        assert (cfg.crop_size, cfg.eval_size, cfg.max_train_steps, cfg.train_batch_size) == (448, 512, 160000, 16)
+        assert (cfg.optimizer, cfg.learning_rate, cfg.momentum, cfg.scheduler, cfg.num_classes) == ("sgd", 0.01, 0.9, "poly", 19)
     else:
-        assert (cfg.optimizer, cfg.lr, cfg.epochs, cfg.batch_size) == ("adam", 0.002, 60, 128)
+        assert (cfg.optimizer, cfg.learning_rate, cfg.num_train_epochs, cfg.train_batch_size) == ("adam", 0.002, 60, 128)
         assert (cfg.input_size, cfg.heatmap_size, cfg.sigma, cfg.num_points) == (256, 64, 2.0, 98)
 
 

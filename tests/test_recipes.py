@@ -64,7 +64,7 @@ def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_serve
     from repfusion_zoo.hub import load_pretrained
 
     repo = "repfusion-test/tiny-digits"
-    cfg = distill.load_distill_config(tiny_flags(tmp_path / "run", teacher=str(tiny_teacher), max_steps=2,
+    cfg = distill.load_distill_config(tiny_flags(tmp_path / "run", teacher=str(tiny_teacher), max_train_steps=2,
                                                  strategy="fixed", t=10) + ["--push_to_hub", "--hub_model_id", repo])
     result = distill.distill(cfg)
     pinned = result["pushed"]
@@ -140,7 +140,7 @@ def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):
     """Tables 4/5: a fine-tuned CNN's last map as the teacher (fixed t, no decoder g)."""
     import distill
 
-    first = distill.distill(distill.load_distill_config(tiny_flags(tmp_path / "a", teacher=str(tiny_teacher), max_steps=1)))
+    first = distill.distill(distill.load_distill_config(tiny_flags(tmp_path / "a", teacher=str(tiny_teacher), max_train_steps=1)))
     cfg = distill.load_distill_config(tiny_flags(tmp_path / "b", teacher=first["backbone_dir"], max_steps=2,
                                                  teacher_type="supervised", teacher_layer="", strategy="fixed",
                                                  decoder="none"))
@@ -206,7 +206,7 @@ def test_tinyimagenet_class_map_feeds_imagenet_ids(tmp_path, monkeypatch):
     monkeypatch.setattr(distill, "build_teacher", observed_teacher)
     cfg = distill.load_distill_config(tiny_flags(tmp_path / "run", teacher=str(_class_conditional_teacher(tmp_path / "adm")),
                                                  dataset=str(data), teacher_class_map="tinyimagenet",
-                                                 batch_size=6, max_steps=2))
+                                                 train_batch_size=6, max_train_steps=2))
     result = distill.distill(cfg)
     assert built[0].class_map.tolist() == list(TINY_IMAGENET_WNIDS.values())
     # 2 steps x 6 = the whole train split (4 images a class) once: each class id 4 times, none of 0 or 2

@@ -1,4 +1,5 @@
-"""Resumable state: atomic checkpoints, keep-last-K, and kill -9 + `--resume auto` == uninterrupted (bit-exact on CPU)."""
+"""Resumable state: atomic checkpoint-<step> folders, checkpoints_total_limit, and kill -9 +
+`--resume_from_checkpoint latest` == uninterrupted (bit-exact on CPU)."""
 from __future__ import annotations
 
 import signal
@@ -18,15 +19,15 @@ from repfusion_zoo.training.state import CheckpointManager, Progress, complete_c
 def test_checkpoints_are_atomic_and_pruned(tmp_path):
     acc = Accelerator(cpu=True)
     model = acc.prepare(torch.nn.Linear(2, 2))
-    manager = CheckpointManager(acc, tmp_path, keep_last=2)
+    manager = CheckpointManager(acc, tmp_path, total_limit=2)
     for step in (1, 2, 3):
         manager.save(Progress(step=step, epoch=0, batch_in_epoch=step))
     assert [s for s, _ in complete_checkpoints(tmp_path)] == [2, 3]
     # a save killed half-way leaves a .tmp folder (and no progress.json): it is never picked
-    half = tmp_path / "checkpoints" / "step_9.tmp"
+    half = tmp_path / "checkpoint-9.tmp"
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"partial")
-    assert resolve_resume("auto", tmp_path) == tmp_path / "checkpoints" / "step_3"
+    assert resolve_resume("auto", tmp_path) == tmp_path / "checkpoint-3"
     with torch.no_grad():
         model.weight.zero_()
     progress = manager.load(resolve_resume("auto", tmp_path))
@@ -37,11 +38,26 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
         resolve_resume(str(half), tmp_path)
 
 
-def test_kill9_then_resume_auto_is_bit_exact(tmp_path, tiny_teacher):
-    """SIGKILL a distillation mid-training once a step_N state exists; resume; weights == uninterrupted run."""
+def test_resume_from_checkpoint_takes_latest_auto_or_a_folder_name(tmp_path):
+    """diffusers' layout and values: `output_dir/checkpoint-<step>`; 'latest' (and 'auto') pick the
+    newest; a bare `checkpoint-<step>` is looked up in output_dir; a path works as is."""
+    acc = Accelerator(cpu=True)
+    acc.prepare(torch.nn.Linear(2, 2))
+    manager = CheckpointManager(acc, tmp_path, total_limit=3)
+    for step in (5, 10):
+        assert manager.save(Progress(step=step)) == tmp_path / f"checkpoint-{step}"
+    assert resolve_resume("latest", tmp_path) == resolve_resume("auto", tmp_path) == tmp_path / "checkpoint-10"
+    assert resolve_resume("checkpoint-5", tmp_path) == tmp_path / "checkpoint-5"
+    assert resolve_resume(str(tmp_path / "checkpoint-5"), tmp_path / "elsewhere") == tmp_path / "checkpoint-5"
+    with pytest.raises(ConfigError, match="checkpoint-10"):  # the error lists what there is
+        resolve_resume("checkpoint-7", tmp_path)
+
+
+def test_kill9_then_resume_from_checkpoint_latest_is_bit_exact(tmp_path, tiny_teacher):
+    """SIGKILL a distillation mid-training once a checkpoint-<step> exists; resume; weights == uninterrupted run."""
     steps, save_every = 60, 5
-    flags = lambda out: tiny_flags(out, teacher=str(tiny_teacher), max_steps=steps, save_every=save_every,
-                                   keep_last=3, epochs=3, strategy="reinforce")
+    flags = lambda out: tiny_flags(out, teacher=str(tiny_teacher), max_train_steps=steps, checkpointing_steps=save_every,
+                                   checkpoints_total_limit=3, num_train_epochs=3, strategy="reinforce")
     reference = tmp_path / "reference"
     run(accelerate_cmd("distill.py", flags(reference)))
 
@@ -62,12 +78,12 @@ def test_kill9_then_resume_auto_is_bit_exact(tmp_path, tiny_teacher):
     assert done and max(done) < steps, done
     assert not (killed / "backbone").exists()
 
-    run(accelerate_cmd("distill.py", flags(killed) + ["--resume", "auto"]))
+    run(accelerate_cmd("distill.py", flags(killed) + ["--resume_from_checkpoint", "latest"]))
     expected, resumed = load_weights(reference / "backbone"), load_weights(killed / "backbone")
     assert expected.keys() == resumed.keys()
     different = [k for k in expected if not torch.equal(expected[k], resumed[k])]
     assert not different, f"resumed weights differ from the uninterrupted run in {different[:5]}"
     # the policy, decoder and connector too (the full training state at the end)
-    ref_state = load_weights(reference / "checkpoints" / f"step_{steps}")
-    res_state = load_weights(killed / "checkpoints" / f"step_{steps}")
+    ref_state = load_weights(reference / f"checkpoint-{steps}")
+    res_state = load_weights(killed / f"checkpoint-{steps}")
     assert all(torch.equal(ref_state[k], res_state[k]) for k in ref_state)

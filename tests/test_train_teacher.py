@@ -18,7 +18,7 @@ import train_teacher as tt  # noqa: E402
 from repfusion_zoo.errors import ConfigError  # noqa: E402
 
 TINY = [
-    "--max_steps", "4", "--batch_size", "16", "--block_out_channels", "8,16,16", "--norm_num_groups", "4",
+    "--max_train_steps", "4", "--train_batch_size", "16", "--block_out_channels", "8,16,16", "--norm_num_groups", "4",
     "--attention_head_dim", "4", "--log_every", "2", "--num_samples", "4", "--sample_inference_steps", "3",
     "--cpu_threads", "1",
 ]
@@ -66,8 +66,8 @@ def test_weights_are_the_ema_not_the_raw_model(tiny_teacher: Path):
     from safetensors.torch import load_file
 
     saved = UNet2DModel.from_pretrained(tiny_teacher / "unet").state_dict()
-    raw = load_file(tiny_teacher.parent / "digits-tiny.run" / "checkpoints" / "step_4" / "model.safetensors")
-    ema = load_file(tiny_teacher.parent / "digits-tiny.run" / "checkpoints" / "step_4" / "ema.safetensors")
+    raw = load_file(tiny_teacher.parent / "digits-tiny.run" / "checkpoint-4" / "model.safetensors")
+    ema = load_file(tiny_teacher.parent / "digits-tiny.run" / "checkpoint-4" / "ema.safetensors")
     key = "conv_in.weight"
     assert not torch.equal(saved[key], raw[key])
     names = [n for n, _ in UNet2DModel.from_pretrained(tiny_teacher / "unet").named_parameters()]
@@ -106,11 +106,12 @@ def test_reuse_returns_matching_teacher_only(tiny_teacher: Path):
     assert not tt.reusable(tt.parse_config([*TINY, "--output_dir", str(tiny_teacher), "--learning_rate", "0.01"]))
 
 
-def test_resume_auto_is_bit_exact(tiny_teacher: Path, tmp_path: Path):
+def test_resume_from_checkpoint_latest_is_bit_exact(tiny_teacher: Path, tmp_path: Path):
     run = tmp_path / "digits-tiny.run"
     shutil.copytree(tiny_teacher.parent / "digits-tiny.run", run)
-    shutil.rmtree(run / "checkpoints" / "step_4")  # as if killed between step 2 and step 4
-    out = tt.main([*TINY, "--output_dir", str(tmp_path / "digits-tiny"), "--resume", "auto", "--num_samples", "0"])
+    shutil.rmtree(run / "checkpoint-4")  # as if killed between step 2 and step 4
+    out = tt.main([*TINY, "--output_dir", str(tmp_path / "digits-tiny"), "--resume_from_checkpoint", "latest",
+                   "--num_samples", "0"])
     a = (tiny_teacher / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     b = (out / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert a == b
@@ -118,11 +119,11 @@ def test_resume_auto_is_bit_exact(tiny_teacher: Path, tmp_path: Path):
 
 def test_resume_across_an_epoch_boundary_is_bit_exact(tmp_path: Path):
     """2 steps per epoch; resumed at step 3 (epoch 1, batch 1) it must take epoch 1's order, not replay epoch 0's."""
-    flags = [*TINY, "--batch_size", "512", "--num_samples", "0", "--checkpointing_steps", "3"]
+    flags = [*TINY, "--train_batch_size", "512", "--num_samples", "0", "--checkpointing_steps", "3"]
     whole = tt.main([*flags, "--output_dir", str(tmp_path / "a" / "teacher")])
     shutil.copytree(tmp_path / "a" / "teacher.run", tmp_path / "b" / "teacher.run")
-    assert [p.name for p in (tmp_path / "b" / "teacher.run" / "checkpoints").iterdir()] == ["step_3"]
-    resumed = tt.main([*flags, "--output_dir", str(tmp_path / "b" / "teacher"), "--resume", "auto"])
+    assert sorted(p.name for p in (tmp_path / "b" / "teacher.run").iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-3"]
+    resumed = tt.main([*flags, "--output_dir", str(tmp_path / "b" / "teacher"), "--resume", "auto"])  # the short alias and value
     weights = "unet/diffusion_pytorch_model.safetensors"
     assert (whole / weights).read_bytes() == (resumed / weights).read_bytes()
 
@@ -172,3 +173,21 @@ def test_two_processes_form_one_gloo_group(tmp_path: Path):
     info = json.loads((out / tt.TRAINING_INFO_FILE).read_text())
     assert info["processes"] == 2 and info["steps"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]  # no temp or half folder
+
+
+def test_mixed_precision_comes_from_the_launcher(tmp_path: Path, monkeypatch):
+    """`accelerate launch --mixed_precision bf16` sets ACCELERATE_MIXED_PRECISION: train_teacher follows
+    it (as the Trainer of distill/finetune does) unless its own --mixed_precision is given."""
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    AcceleratorState._reset_state(True)
+    try:
+        cfg = tt.parse_config([*TINY, "--output_dir", str(tmp_path / "t")])
+        assert cfg.mixed_precision == "" and tt.config_key(cfg)["mixed_precision"] == "bf16"
+        assert tt.make_accelerator(cfg, tmp_path / "t.run").mixed_precision == "bf16"
+        AcceleratorState._reset_state(True)
+        own = tt.parse_config([*TINY, "--mixed_precision", "no"])
+        assert tt.make_accelerator(own, tmp_path / "t.run").mixed_precision == "no"
+    finally:
+        AcceleratorState._reset_state(True)

@@ -69,10 +69,10 @@ class LandmarksTask(Task):
             "num_pictures": 4,
             # the paper's schedule
             "optimizer": "adam",
-            "lr": 2e-3,
+            "learning_rate": 2e-3,
             "weight_decay": 0.0,
-            "epochs": 60,
-            "batch_size": 128,
+            "num_train_epochs": 60,
+            "train_batch_size": 128,
             "scheduler": "multistep",
             "milestones": [40, 55],
             "gamma": 0.1,

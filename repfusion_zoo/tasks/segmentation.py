@@ -90,14 +90,14 @@ class SegmentationTask(Task):
             "num_pictures": 4,
             # the paper's schedule
             "optimizer": "sgd",
-            "lr": 0.01,
+            "learning_rate": 0.01,
             "momentum": 0.9,
             "weight_decay": 5e-4,
             "scheduler": "poly",
             "poly_power": 0.9,
-            "batch_size": 16,
-            "epochs": 10000,
-            "max_steps": 160000,
+            "train_batch_size": 16,
+            "num_train_epochs": 10000,
+            "max_train_steps": 160000,
             "eval_batch_size": 8,
         }
 

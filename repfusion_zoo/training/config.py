@@ -3,6 +3,9 @@
 Precedence: dataclass defaults < task defaults < YAML file (and its `base:` chain) < flags.
 Every key is a flat field; `--key value`, `--key=value` and a bare `--flag` (booleans) all work.
 An unknown key, in a file or on the command line, is a `ConfigError` that lists the valid keys.
+Keys are the names of diffusers' and accelerate's example scripts (`learning_rate`,
+`train_batch_size`, `resume_from_checkpoint`, ...); the older short names (`lr`, `batch_size`,
+`resume`, ...) are accepted as aliases everywhere a key is read, through the one table `ALIASES`.
 Two YAML keys are not settings: `base:` (file(s) to inherit from, relative to this file) and
 `recipe:` (which recipe reads the file: distill / finetune / train_teacher; documentation only).
 """
@@ -28,6 +31,48 @@ BASE_KEY = "base"
 #: a documentation key: which recipe reads the file (distill / finetune / train_teacher); not a setting
 RECIPE_KEY = "recipe"
 
+#: The one alias table of every recipe: short name -> canonical name (diffusers / accelerate
+#: example-script names). Accepted in YAML files, on the command line and in override dicts.
+ALIASES: dict[str, str] = {
+    "lr": "learning_rate",
+    "batch_size": "train_batch_size",
+    "epochs": "num_train_epochs",
+    "max_steps": "max_train_steps",
+    "save_every": "checkpointing_steps",
+    "keep_last": "checkpoints_total_limit",
+    "resume": "resume_from_checkpoint",
+    "num_workers": "dataloader_num_workers",
+    "hub_private": "hub_private_repo",
+    "private": "hub_private_repo",
+    "repo_id": "hub_model_id",
+    # the prefixed keys of recipes/distill.py (its teacher run and its downstream fine-tunes)
+    "teacher_max_steps": "teacher_max_train_steps",
+    "finetune_lr": "finetune_learning_rate",
+    "finetune_batch_size": "finetune_train_batch_size",
+    "finetune_epochs": "finetune_num_train_epochs",
+    "finetune_max_steps": "finetune_max_train_steps",
+}
+
+
+def canonical(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """`values` with every alias key (`ALIASES`) renamed to its canonical name.
+
+    A mapping that gives one setting twice (`lr` and `learning_rate`) is a `ConfigError`.
+    """
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for key, value in values.items():
+        name = ALIASES.get(key, key)
+        if name in out:
+            raise ConfigError(f"{source} sets {name!r} twice (as {given[name]!r} and {key!r}); keep only {name!r}")
+        out[name], given[name] = value, key
+    return out
+
+
+def aliases_of(name: str) -> list[str]:
+    """The alias keys of canonical key `name` (for `--help`)."""
+    return [alias for alias, target in ALIASES.items() if target == name]
+
 
 def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> Any:
     """A dataclass field with a help line (and optional allowed values) for `--help`."""
@@ -38,7 +83,10 @@ def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> A
 
 
 def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
-    """`["--a", "1", "--b=x", "--flag"]` -> `{"a": "1", "b": "x", "flag": True}` (values still strings)."""
+    """`["--a", "1", "--b=x", "--flag"]` -> `{"a": "1", "b": "x", "flag": True}` (values still strings).
+
+    Alias keys come back under their canonical names (`--lr` -> `learning_rate`); the last flag wins.
+    """
     flags: dict[str, Any] = {}
     i = 0
     argv = list(argv)
@@ -48,6 +96,7 @@ def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"unexpected argument {token!r}: every setting is given as --key value or --key=value")
         key, eq, value = token[2:].partition("=")
         key = key.replace("-", "_")
+        key = ALIASES.get(key, key)
         if eq:
             flags[key] = value
         elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
@@ -69,6 +118,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(path)!r} must be a YAML mapping of key: value, not {type(data).__name__}")
+    data = canonical(data, f"config {str(path)!r}")  # per file, so a child's canonical key overrides a base's alias
     bases = data.pop(BASE_KEY, None) or []
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else bases:
@@ -89,7 +139,7 @@ def extend_schema(schema: type[T], extra_defaults: Mapping[str, Any]) -> type[T]
     known = schema_fields(schema)
     hints = typing.get_type_hints(schema)
     new_fields = []
-    for key, value in extra_defaults.items():
+    for key, value in canonical(extra_defaults, "task defaults").items():
         meta = known[key].metadata if key in known else {"help": "task setting"}
         kind = hints.get(key, Any if value is None else type(value))
         new_fields.append((key, kind, opt(value, meta.get("help", ""), meta.get("choices"))))
@@ -152,7 +202,8 @@ def _number(text: str) -> int | float:
 
 
 def build_config(schema: type[T], values: Mapping[str, Any], source: str = "config") -> T:
-    """An instance of `schema` from `values`; unknown keys and bad values are `ConfigError`s."""
+    """An instance of `schema` from `values` (aliases allowed); unknown keys and bad values are `ConfigError`s."""
+    values = canonical(values, source)
     fields = schema_fields(schema)
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -192,7 +243,7 @@ def load_config(
 
 
 def peek(argv: Sequence[str] | None, key: str, default_file: str | Path | None = None, default: Any = None) -> Any:
-    """The raw value of `key` from the flags, else the config file, else `default` (e.g. `task`)."""
+    """The raw value of `key` (canonical name) from the flags, else the config file, else `default` (e.g. `task`)."""
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
     if key in flags:
         return flags[key]
@@ -207,13 +258,16 @@ def format_help(schema: type, prog: str, description: str = "") -> str:
     lines = [f"usage: {prog} [--config FILE.yaml] [--key value | --key=value ...]", ""]
     if description:
         lines += [description.strip(), ""]
-    lines.append("keys (a YAML file's keys and the flags are the same names):")
+    lines.append("keys (a YAML file's keys and the flags are the same names; the short names in")
+    lines.append("parentheses, e.g. --lr for --learning_rate, are accepted as aliases):")
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         choices = f.metadata.get("choices") if f.metadata else None
         extra = f" (one of: {', '.join(map(str, choices))})" if choices else ""
         help_text = f.metadata.get("help", "") if f.metadata else ""
-        lines.append(f"  --{f.name:<28} default {default!r}{extra}\n      {help_text}")
+        alias = ", ".join(f"--{a}" for a in aliases_of(f.name))
+        alias = f" (alias {alias})" if alias else ""
+        lines.append(f"  --{f.name:<28} default {default!r}{extra}\n      {help_text}{alias}")
     return "\n".join(lines)
 
 

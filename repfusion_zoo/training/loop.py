@@ -36,12 +36,12 @@ class TrainConfig:
 
     output_dir: str = opt("outputs/run", "where checkpoints, logs, pictures and the saved model go")
     seed: int = opt(0, "seed of the data order, augmentation and every random draw")
-    epochs: int = opt(200, "training epochs")
-    max_steps: int = opt(0, "stop after this many optimiser steps (0 = run all epochs)")
-    batch_size: int = opt(128, "GLOBAL batch per optimiser step (split over processes and accumulation)")
+    num_train_epochs: int = opt(200, "training epochs")
+    max_train_steps: int = opt(0, "stop after this many optimiser steps (0 = run all epochs)")
+    train_batch_size: int = opt(128, "GLOBAL batch per optimiser step (split over processes and accumulation)")
     eval_batch_size: int = opt(256, "evaluation batch per process")
     optimizer: str = opt("sgd", "optimiser", choices=["sgd", "adam", "adamw"])
-    lr: float = opt(0.1, "peak learning rate")
+    learning_rate: float = opt(0.1, "peak learning rate")
     momentum: float = opt(0.9, "SGD momentum")
     weight_decay: float = opt(1e-4, "weight decay")
     scheduler: str = opt("multistep", "learning-rate schedule", choices=["multistep", "poly", "cosine", "constant"])
@@ -51,10 +51,10 @@ class TrainConfig:
     max_grad_norm: float = opt(0.0, "clip gradients to this norm (0 = off)")
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
     mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=["", "no", "fp16", "bf16"])
-    num_workers: int = opt(0, "data-loader worker processes")
-    save_every: int = opt(0, "save the resumable state every N optimiser steps (0 = only at the end)")
-    keep_last: int = opt(2, "how many saved states to keep")
-    resume: str = opt("", "'' = fresh, 'auto' = latest state in output_dir/checkpoints, or a state folder")
+    dataloader_num_workers: int = opt(0, "data-loader worker processes")
+    checkpointing_steps: int = opt(0, "save the resumable state output_dir/checkpoint-<step> every N optimiser steps (0 = only at the end)")
+    checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
+    resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest output_dir/checkpoint-<step>, or a checkpoint folder")
     report_to: str = opt("none", "trackers for accelerate (none, tensorboard, all, ...)")
     log_every: int = opt(10, "log the running losses every N optimiser steps")
     train_subset: str = opt("", "train only on these items: a JSON file with a list of dataset indices ('' = all)")
@@ -89,23 +89,23 @@ def multi_process_cpu() -> bool:
 
 
 def micro_batch_size(cfg: TrainConfig, num_processes: int) -> int:
-    """Per-process, per-micro-step batch: `batch_size / (num_processes * gradient_accumulation_steps)`."""
+    """Per-process, per-micro-step batch: `train_batch_size / (num_processes * gradient_accumulation_steps)`."""
     parts = num_processes * cfg.gradient_accumulation_steps
-    if cfg.batch_size % parts or cfg.batch_size < parts:
+    if cfg.train_batch_size % parts or cfg.train_batch_size < parts:
         raise ConfigError(
-            f"batch_size={cfg.batch_size} must be a multiple of num_processes x gradient_accumulation_steps = {parts}"
+            f"train_batch_size={cfg.train_batch_size} must be a multiple of num_processes x gradient_accumulation_steps = {parts}"
         )
-    return cfg.batch_size // parts
+    return cfg.train_batch_size // parts
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """`cfg.optimizer` (SGD with momentum, Adam or AdamW) over the `params` that require grad."""
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
@@ -147,9 +147,9 @@ class Trainer:
             check_indices(indices, dataset, f"train_subset {cfg.train_subset}")
             dataset = Subset(dataset, indices)
         micro = micro_batch_size(cfg, self.accelerator.num_processes)
-        loader, self.sampler, self.seeded = seeded_train_loader(dataset, micro, cfg.seed, cfg.num_workers)
+        loader, self.sampler, self.seeded = seeded_train_loader(dataset, micro, cfg.seed, cfg.dataloader_num_workers)
         if len(loader) < self.accelerator.num_processes:
-            raise ConfigError(f"the training set ({len(dataset)} items) is smaller than one global batch ({cfg.batch_size}); lower --batch_size")
+            raise ConfigError(f"the training set ({len(dataset)} items) is smaller than one global batch ({cfg.train_batch_size}); lower --train_batch_size")
         return loader
 
     def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
@@ -157,14 +157,14 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         self.model, self.optimizer, self.loader = acc.prepare(model, optimizer, loader)
         self.steps_per_epoch = max(1, math.ceil(len(self.loader) / cfg.gradient_accumulation_steps))
-        total = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps > 0 else total
+        total = cfg.num_train_epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.max_train_steps) if cfg.max_train_steps > 0 else total
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
             lambda step: lr_factor(cfg, step, self.steps_per_epoch, self.total_steps),
         )
-        self.checkpoints = CheckpointManager(acc, self.output_dir, cfg.keep_last)
-        resume_from = resolve_resume(cfg.resume, self.output_dir)
+        self.checkpoints = CheckpointManager(acc, self.output_dir, cfg.checkpoints_total_limit)
+        resume_from = resolve_resume(cfg.resume_from_checkpoint, self.output_dir)
         if resume_from is not None:
             self.progress = self.checkpoints.load(resume_from)
             self.scheduler.last_epoch = self.progress.step - 1
@@ -177,7 +177,7 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, step_fn: StepFn, *, histograms: Mapping[str, int] | None = None,
             on_epoch_end: Callable[[int], Mapping[str, float]] | None = None) -> Progress:
-        """Run optimiser steps until `total_steps`; save every `save_every` steps and at the end."""
+        """Run optimiser steps until `total_steps`; save every `checkpointing_steps` steps and at the end."""
         cfg, acc, progress = self.cfg, self.accelerator, self.progress
         histograms = dict(histograms or {})
         from tqdm.auto import tqdm
@@ -208,7 +208,7 @@ class Trainer:
                     bar.update(1)
                     if progress.step % max(1, cfg.log_every) == 0:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in self._running_means().items()})
-                    if cfg.save_every and progress.step % cfg.save_every == 0 and progress.step < self.total_steps:
+                    if cfg.checkpointing_steps and progress.step % cfg.checkpointing_steps == 0 and progress.step < self.total_steps:
                         self.checkpoints.save(progress)
                     if progress.step >= self.total_steps:
                         stopped = True

@@ -1,9 +1,11 @@
 """Atomic, resumable training state.
 
-`accelerator.save_state` writes into `checkpoints/step_<n>.tmp`; only once every process has
-finished does the main process add `progress.json` and `os.replace` the folder to `step_<n>`.
-A kill at any moment leaves either the previous complete `step_<m>` or the new one, never a
-half-written folder under a final name. `--resume auto` picks the highest complete step.
+The layout of diffusers' example scripts: `output_dir/checkpoint-<step>` folders, and
+`--resume_from_checkpoint latest` (or `auto`) continues from the newest complete one.
+`accelerator.save_state` writes into `checkpoint-<step>.tmp`; only once every process has
+finished does the main process add `progress.json` and `os.replace` the folder to
+`checkpoint-<step>`. A kill at any moment leaves either the previous complete checkpoint or the
+new one, never a half-written folder under a final name.
 
 Bit-exact resume on CPU: the recipes reseed every random source at the start of each step from
 `(seed, step, rank)` (`seed_step`), and the data order comes from an epoch-seeded sampler with
@@ -26,9 +28,11 @@ from accelerate import Accelerator
 
 from ..errors import ConfigError
 
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "checkpoint-"
 PROGRESS_FILE = "progress.json"
-_STEP_RE = re.compile(r"^step_(\d+)$")
+#: the values of `resume_from_checkpoint` that mean "the newest complete checkpoint, else fresh"
+LATEST = ("latest", "auto")
+_STEP_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
 @dataclass
@@ -55,7 +59,12 @@ def seed_everything(seed: int) -> None:
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
-    return Path(output_dir) / CHECKPOINT_DIR
+    """The folder holding the `checkpoint-<step>` folders: `output_dir` itself (diffusers' layout)."""
+    return Path(output_dir)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step}"
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
@@ -72,34 +81,36 @@ def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def resolve_resume(resume: str | None, output_dir: str | Path) -> Path | None:
-    """`None`/"" -> start fresh; "auto" -> latest complete checkpoint or fresh; else that folder."""
+    """The checkpoint `--resume_from_checkpoint` names: `None`/"" -> start fresh; "latest" (or
+    "auto") -> the newest complete checkpoint, or fresh when there is none; else that folder, as a
+    path or, as in diffusers, a folder name inside `output_dir` (`checkpoint-500`)."""
     if not resume:
         return None
-    if resume == "auto":
+    if resume in LATEST:
         found = complete_checkpoints(output_dir)
         return found[-1][1] if found else None
-    path = Path(resume)
-    if not (path / PROGRESS_FILE).is_file():
-        raise ConfigError(
-            f"--resume {resume!r} is not a complete checkpoint folder (no {PROGRESS_FILE}); "
-            f"use --resume auto or one of {[str(p) for _, p in complete_checkpoints(output_dir)]}"
-        )
-    return path
+    for path in (Path(resume), checkpoint_root(output_dir) / resume):
+        if (path / PROGRESS_FILE).is_file():
+            return path
+    raise ConfigError(
+        f"--resume_from_checkpoint {resume!r} is not a complete checkpoint folder (no {PROGRESS_FILE}); "
+        f"use --resume_from_checkpoint latest or one of {[str(p) for _, p in complete_checkpoints(output_dir)]}"
+    )
 
 
 class CheckpointManager:
-    """Saves and restores the accelerator state plus `Progress`, keeping the last `keep_last`."""
+    """Saves and restores the accelerator state plus `Progress`, keeping the newest `total_limit`."""
 
-    def __init__(self, accelerator: Accelerator, output_dir: str | Path, keep_last: int = 2) -> None:
+    def __init__(self, accelerator: Accelerator, output_dir: str | Path, total_limit: int = 2) -> None:
         self.accelerator = accelerator
         self.root = checkpoint_root(output_dir)
-        self.keep_last = max(1, keep_last)
+        self.total_limit = max(1, total_limit)
 
     def save(self, progress: Progress) -> Path:
         """Write the state at `progress.step` atomically; returns the final folder."""
         acc = self.accelerator
-        final = self.root / f"step_{progress.step}"
-        tmp = self.root / f"step_{progress.step}.tmp"
+        final = self.root / checkpoint_name(progress.step)
+        tmp = self.root / f"{checkpoint_name(progress.step)}.tmp"
         if final.is_dir() and (final / PROGRESS_FILE).is_file():
             return final
         if acc.is_main_process:
@@ -127,9 +138,9 @@ class CheckpointManager:
         return Progress(**data)
 
     def _prune(self) -> None:
-        for _, path in complete_checkpoints(self.root.parent)[: -self.keep_last]:
+        for _, path in complete_checkpoints(self.root)[: -self.total_limit]:
             shutil.rmtree(path, ignore_errors=True)
-        for path in self.root.glob("step_*.tmp"):
+        for path in self.root.glob(f"{CHECKPOINT_PREFIX}*.tmp"):
             shutil.rmtree(path, ignore_errors=True)
 
 
