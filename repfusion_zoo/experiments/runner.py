@@ -102,7 +102,7 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
                  teacher=cfg.teacher, teacher_layer=cfg.teacher_layer, student=cfg.student,
                  student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache), augment=True, crop_padding=0,
                  train_subset=str(subsets.distill_images), label_subset=str(subsets.labelled(lpc, seed)),
-                 seed=seed, finetune=False, timestep_report=True, resume="auto",
+                 seed=seed, finetune=False, timestep_report=True, resume_from_checkpoint="latest",
                  output_dir=str(run_dir(cfg, lpc, arm, seed) / "distill"))
     return flags
 
@@ -114,7 +114,7 @@ def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets
         "model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs)}
     return {**cfg.finetune, "task": "classification", "dataset": cfg.dataset, "image_size": cfg.image_size,
             "in_chans": cfg.in_chans, "train_subset": str(subsets.labelled(lpc, seed)), "seed": seed,
-            "resume": "auto", "output_dir": str(run_dir(cfg, lpc, arm, seed) / "finetune"), **start}
+            "resume_from_checkpoint": "latest", "output_dir": str(run_dir(cfg, lpc, arm, seed) / "finetune"), **start}
 
 
 def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,

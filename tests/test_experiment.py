@@ -1,0 +1,122 @@
+"""The experiment runner on a tiny grid (digits at 8 px, a tiny teacher): per-seed label subsets,
+the protocol each arm follows, resume after a kill of the whole job, and the results files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from _recipes_common import PYTHON, RECIPES, env, tiny_teacher  # noqa: F401  (fixture)
+from repfusion_zoo.data.subsets import LabelBudget, per_class_subset, read_indices
+from repfusion_zoo.decoders import build_decoder, decoder_task_loss
+from repfusion_zoo.distill import RepFusion
+from repfusion_zoo.losses import build_distill_loss
+from repfusion_zoo.timesteps import build_strategy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def experiment_flags(out: Path, teacher: Path) -> list[str]:
+    values = {
+        "name": "tiny", "output_dir": str(out), "results_dir": "", "dataset": "digits", "image_size": 8, "in_chans": 3,
+        "teacher": str(teacher), "teacher_layer": "mid", "student": "resnet18_cifar",
+        "student_kwargs": {"channels": [8, 16, 32, 64]}, "timesteps": "0,10,500", "distill_images_per_class": 20,
+        "labels_per_class": [3], "val_images_per_class": 2, "seeds": [0, 1],
+        "arms": {"scratch": {"distill": False}, "rl": {"strategy": "reinforce", "seeds": [0]},
+                 "probe": {"strategy": "fixed", "t": "probe", "seeds": [0]}},
+        "distill": {"num_train_epochs": 1, "train_batch_size": 32, "milestones": [], "log_every": 1},
+        "finetune": {"num_train_epochs": 1, "train_batch_size": 10, "milestones": [], "log_every": 1, "eval_batch_size": 128},
+        "cache": {"dtype": "float32", "batch_size": 64}, "launcher": "python", "eval_batch_size": 128,
+    }
+    flags: list[str] = []
+    for key, value in values.items():
+        flags += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return flags
+
+
+def _start(out: Path, teacher: Path) -> subprocess.Popen:
+    cmd = [PYTHON, str(RECIPES / "experiment.py"), *experiment_flags(out, teacher)]
+    log = (out.parent / f"{out.name}.log").open("a")
+    return subprocess.Popen(cmd, env=env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, tiny_teacher):  # noqa: F811
+    out = tmp_path / "tiny"
+    first_result = out / "runs" / "lpc3" / "scratch-seed0" / "result.json"
+    job = _start(out, tiny_teacher)
+    deadline = time.time() + 300
+    while not first_result.is_file() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert first_result.is_file(), (out.parent / "tiny.log").read_text()[-3000:]
+    os.killpg(job.pid, signal.SIGKILL)  # the whole job, recipes included, as a killed shell would
+    job.wait()
+    kept = first_result.read_bytes(), first_result.stat().st_mtime_ns
+    assert not (out / "tiny.json").exists()  # nothing summarised from a half-finished grid
+
+    assert _start(out, tiny_teacher).wait(timeout=600) == 0, (out.parent / "tiny.log").read_text()[-3000:]
+    assert (first_result.read_bytes(), first_result.stat().st_mtime_ns) == kept  # a finished arm-seed is not re-run
+    summary = json.loads((out / "tiny.json").read_text())
+    assert summary["labels_per_class"] == 3 and summary["teacher"] == str(tiny_teacher)
+    assert set(summary["arms"]) == {"scratch", "rl", "probe"}
+    assert summary["arms"]["scratch"]["seeds"] == [0, 1] and summary["arms"]["rl"]["seeds"] == [0]
+    for arm in summary["arms"].values():
+        assert all(0.0 <= v <= 100.0 for v in arm["top1"] + arm["knn"])
+    assert summary["arms"]["probe"]["t"][0] in (0, 10, 500)
+    assert (out / "tiny.md").read_text().count("| scratch |") == 1 and (out / "tiny.png").stat().st_size > 0
+
+    # the label subsets: one per seed, class-balanced, inside the distilled images, never the validation ones
+    distilled, val = set(read_indices(out / "subsets" / "distill_images.json")), set(read_indices(out / "subsets" / "val.json"))
+    seed0, seed1 = (read_indices(out / "subsets" / f"labelled-3-seed{s}.json") for s in (0, 1))
+    assert len(seed0) == len(seed1) == 30 and seed0 != seed1
+    assert set(seed0) <= distilled and not set(seed0) & val and len(distilled) == 200
+    # every arm of a seed fine-tunes on that subset alone: 30 images at batch 10 = 3 steps an epoch
+    for arm in ("scratch", "rl", "probe"):
+        log = out / "runs" / "lpc3" / f"{arm}-seed0" / "finetune" / "log.jsonl"
+        assert json.loads(log.read_text().splitlines()[-1])["step"] == 3
+    # distillation ran on the 200 distilled images (6 steps at batch 32) from the cache
+    distill_log = out / "runs" / "lpc3" / "rl-seed0" / "distill" / "log.jsonl"
+    assert json.loads(distill_log.read_text().splitlines()[-1])["step"] == 6
+
+
+def test_per_class_subset_is_seeded_and_balanced():
+    labels = [i % 4 for i in range(100)]
+    a, b, c = per_class_subset(labels, 5, 0), per_class_subset(labels, 5, 0), per_class_subset(labels, 5, 1)
+    assert a == b and a != c and len(a) == 20
+    assert sorted(labels[i] for i in a) == sorted([0, 1, 2, 3] * 5)
+    among = per_class_subset(labels, 2, 3, among=a)
+    assert set(among) <= set(a) and len(among) == 8
+
+
+def test_label_budget_hides_unlabelled_labels_from_decoder_g():
+    """Decoder g's loss and the policy's reward come from the labelled rows only; -1 rows still distil."""
+    items = [{"image": torch.zeros(1), "label": i % 3, "index": i, "flip": False} for i in range(6)]
+    budget = LabelBudget(items, labelled=[1, 4])
+    assert [budget[i]["label"] for i in range(6)] == [-1, 1, -1, -1, 1, -1]
+
+    class Teacher(torch.nn.Module):
+        feature_channels, in_channels, num_train_timesteps = 4, 3, 10
+
+        def feature(self, images, t, *, labels=None, index=None, flip=None):
+            return images[:, :4].mean(dim=(2, 3), keepdim=True).expand(-1, 4, 2, 2) + t.view(-1, 1, 1, 1)
+
+    torch.manual_seed(0)
+    rf = RepFusion(Teacher(), build_strategy("reinforce", in_chans=3, num_train_timesteps=10, timesteps=[0, 5]),
+                   build_decoder("linear", 4, 3), build_distill_loss("hint", 4, 4))
+    images, student = torch.rand(6, 3, 4, 4) * 2 - 1, torch.rand(6, 4, 2, 2, requires_grad=True)
+    labels = torch.tensor([-1, 1, -1, -1, 1, -1])
+    out = rf(images, labels, student, 0.0)
+    rows = torch.tensor([1, 4])
+    expected = decoder_task_loss(rf.decoder(out.teacher_feature[rows]), labels[rows]).mean()
+    assert torch.allclose(out.losses["decoder"], expected)
+    assert torch.isnan(out.reward[labels < 0]).all() and not torch.isnan(out.reward[rows]).any()
+    out.losses["total"].backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    none = rf(images, torch.full((6,), -1), student, 0.0)  # no labelled image in the batch
+    assert float(none.losses["decoder"]) == 0.0 and "policy" not in none.losses
