@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from .config import opt, to_dict
 from .data import seeded_train_loader
 from .state import CheckpointManager, Progress, resolve_resume, seed_step
+from .threads import configure_cpu_threads
 
 StepFn = Callable[[nn.Module, dict[str, Any], float], Mapping[str, torch.Tensor]]
 
@@ -316,8 +317,6 @@ def _flat_scalars(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in cfg.items()}
 
 
-def set_torch_threads_from_env() -> None:
-    """Honour `REPFUSION_NUM_THREADS` (tests use 1 thread on a shared 2-core machine)."""
-    value = os.environ.get("REPFUSION_NUM_THREADS")
-    if value:
-        torch.set_num_threads(int(value))
+def set_torch_threads_from_env() -> int:
+    """The former name of `repfusion_zoo.training.threads.configure_cpu_threads` (kept for callers)."""
+    return configure_cpu_threads()
