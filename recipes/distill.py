@@ -59,7 +59,7 @@ from repfusion_zoo.training import (  # noqa: E402
 )
 from repfusion_zoo.modes import evaluating  # noqa: E402
 from repfusion_zoo.training.config import extend_schema  # noqa: E402
-from repfusion_zoo.training.loop import set_torch_threads_from_env  # noqa: E402
+from repfusion_zoo.training.threads import configure_cpu_threads  # noqa: E402
 from repfusion_zoo.training.state import seed_everything  # noqa: E402
 
 
@@ -315,7 +315,7 @@ def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: P
 
 def distill(cfg: Any) -> dict[str, Any]:
     """Distill, save (and push) the backbone; with `cfg.finetune`, the downstream comparison too."""
-    set_torch_threads_from_env()
+    configure_cpu_threads()
     seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     started = time.time()
     if cfg.push_to_hub and not cfg.hub_model_id:

@@ -35,7 +35,7 @@ from repfusion_zoo.training import (
     wants_help,
 )
 from repfusion_zoo.training.config import canonical
-from repfusion_zoo.training.loop import set_torch_threads_from_env
+from repfusion_zoo.training.threads import configure_cpu_threads
 from repfusion_zoo.training.state import seed_everything
 
 
@@ -105,7 +105,7 @@ def card_fields(source: str, task: str, dataset: str, values: dict[str, Any] | N
 
 def finetune(cfg: Any) -> dict[str, Any]:
     """Train, evaluate, save (and push) one fine-tuning run; returns metrics and paths."""
-    set_torch_threads_from_env()
+    configure_cpu_threads()
     seed_everything(cfg.seed)  # model initialisation is part of the run's reproducibility
     task = get_task(cfg.task)()
     values = to_dict(cfg)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from repfusion_zoo.errors import ConfigError, InputError, RepFusionError
 from repfusion_zoo.hub.atomic import atomic_folder
 from repfusion_zoo.training.config import format_help, load_config, opt, to_dict, wants_help
+from repfusion_zoo.training.threads import configure_cpu_threads
 
 if TYPE_CHECKING:  # imported on first use
     from accelerate import Accelerator
@@ -94,7 +95,7 @@ class TeacherConfig:
     ema_power: float = opt(0.75, "EMA warm-up power")
     mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=("", "no", "fp16", "bf16"))
     seed: int = opt(0, "seed of the data order, augmentation, noise and time steps")
-    cpu_threads: int = opt(0, "torch.set_num_threads on CPU (0 = torch's default; 1 is fastest on a busy machine)")
+    cpu_threads: int = opt(0, "torch threads (0 = on a CPU the usable cores split among local processes, unless REPFUSION_NUM_THREADS or your OMP_NUM_THREADS says otherwise)")
     # output
     output_dir: str = opt("outputs/teachers/digits-ddpm16", "the teacher folder (diffusers pipeline layout)")
     num_samples: int = opt(16, "images sampled from the EMA model into samples.png (0 = none)")
@@ -400,8 +401,7 @@ def train_teacher(cfg: TeacherConfig, accelerator: Accelerator | None = None) ->
     if cfg.reuse and reusable(cfg):
         return out
     run_dir = out.parent / f"{out.name}.run"
-    if cfg.cpu_threads > 0:
-        torch.set_num_threads(cfg.cpu_threads)
+    configure_cpu_threads(cfg.cpu_threads)
     own_accelerator = accelerator is None
     accelerator = accelerator or make_accelerator(cfg, run_dir)
     set_seed(cfg.seed)

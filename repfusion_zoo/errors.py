@@ -44,3 +44,15 @@ class ConfigError(RepFusionError, ValueError):
 
 class DatasetError(RepFusionError, ValueError):
     """A dataset that is missing, empty, or malformed."""
+
+
+class IncompleteCacheError(RepFusionError, FileNotFoundError):
+    """A teacher-feature cache without its manifest or with missing / unfinished shards."""
+
+
+class CacheMismatchError(RepFusionError, ValueError):
+    """A teacher-feature cache built with other settings than the run that wants to read it."""
+
+
+class DiskSpaceError(RepFusionError, OSError):
+    """Not enough free disk space for what is about to be written."""

@@ -321,10 +321,3 @@ def _record_key(name: str) -> str:
 def _flat_scalars(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Tracker-friendly config: scalars as they are, lists and dicts as strings."""
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in cfg.items()}
-
-
-def set_torch_threads_from_env() -> None:
-    """Honour `REPFUSION_NUM_THREADS` (tests use 1 thread on a shared 2-core machine)."""
-    value = os.environ.get("REPFUSION_NUM_THREADS")
-    if value:
-        torch.set_num_threads(int(value))

@@ -1,0 +1,110 @@
+"""What a cache build will hold, as a `CacheManifest`: checked settings plus the identities of the
+teacher (weights hash) and of the items (dataset fingerprint, cached indices)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, DatasetError
+from ..timesteps import parse_timesteps
+from .fingerprint import array_sha256, dataset_fingerprint, teacher_sha256
+from .layout import DTYPES, INDICES, VIEWS
+from .manifest import FORMAT_VERSION, CacheManifest
+
+__all__ = ["describe_cache", "check_views", "check_indices", "finished_now", "NORMALIZATION"]
+
+#: how dataset images ([0, 1]) become teacher inputs
+NORMALIZATION = "x*2-1"
+
+
+def check_views(views: Sequence[str]) -> list[str]:
+    """``["identity"]`` or ``["identity", "hflip"]``; `ConfigError` otherwise."""
+    views = [str(v).strip() for v in views]
+    if views not in (list(VIEWS[:1]), list(VIEWS)):
+        raise ConfigError(f"views {views} are not supported; use identity,hflip (flips, the distillation's only "
+                          "augmentation) or identity (no flips)")
+    return views
+
+
+def check_indices(indices: Sequence[int] | np.ndarray | None, dataset_size: int) -> np.ndarray | None:
+    """The dataset indices to cache as ``int64[n]`` (None = every item, in order); each in range, once."""
+    if indices is None:
+        return None
+    array = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64).reshape(-1)
+    if len(array) == 0:
+        raise ConfigError("indices is empty; give at least one dataset index, or None for the whole split")
+    bad = array[(array < 0) | (array >= dataset_size)]
+    if len(bad):
+        raise DatasetError(f"indices {bad[:10].tolist()} lie outside the dataset's 0..{dataset_size - 1}")
+    if len(np.unique(array)) != len(array):
+        raise ConfigError("indices contains duplicates; give each dataset index once")
+    if np.array_equal(array, np.arange(dataset_size)):
+        return None
+    return array
+
+
+def _probe_feature(teacher: nn.Module, image: torch.Tensor, t: int, pooled: bool) -> tuple[int, ...]:
+    """Feature shape of one image at one t (one teacher pass)."""
+    device = next(teacher.parameters()).device
+    labels = torch.zeros(1, dtype=torch.long, device=device) if getattr(teacher, "class_conditional", False) else None
+    feature = teacher(image[None].to(device) * 2 - 1, torch.tensor([t], device=device), class_labels=labels)
+    return tuple(feature.shape[1:2]) if pooled else tuple(feature.shape[1:])
+
+
+def _check_teacher(teacher: nn.Module, dataset: Any) -> None:
+    if not hasattr(teacher, "num_train_timesteps"):
+        raise ConfigError(f"the teacher cache takes a DiffusionTeacher, got {type(teacher).__name__}")
+    if getattr(teacher, "noise", False):
+        raise ConfigError("the teacher adds noise (noise=True): its features are random, a cache cannot hold them; "
+                          "build the cache with a clean-input teacher (--teacher_noise false, the paper's setting)")
+    if getattr(dataset, "augment", None) is not None:
+        raise ConfigError("the cache is built from the non-augmented dataset (build_dataset(..., augment=False)); "
+                          "flips are the cache's views")
+
+
+def describe_cache(
+    teacher: nn.Module,
+    dataset: Any,
+    *,
+    timesteps: Any,
+    dataset_spec: str,
+    split: str,
+    indices: np.ndarray | None,
+    views: Sequence[str],
+    dtype: str,
+    pooled: bool,
+    teacher_source: str | None,
+) -> CacheManifest:
+    """The manifest of the cache these settings build; ``shard_rows`` (0) is the builder's to set,
+    ``created`` stays empty until the cache is finished."""
+    from .. import __version__
+
+    _check_teacher(teacher, dataset)
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not one of {list(DTYPES)}")
+    t_values = parse_timesteps(timesteps, teacher.num_train_timesteps)
+    first = dataset[0 if indices is None else int(indices[0])]["image"]
+    count = len(dataset) if indices is None else len(indices)
+    class_map = getattr(teacher, "class_map", None)
+    return CacheManifest(
+        format_version=FORMAT_VERSION, code_version=__version__,
+        teacher=str(teacher_source or dict(teacher.unet.config).get("_name_or_path") or "in-memory teacher"),
+        teacher_sha256=teacher_sha256(teacher), layer=str(teacher.layer), noise=False,
+        class_conditional=bool(getattr(teacher, "class_conditional", False)),
+        class_map=None if class_map is None else [int(v) for v in class_map.tolist()],
+        timesteps=t_values, views=check_views(views), dataset=str(dataset_spec), split=str(split),
+        dataset_fingerprint=dataset_fingerprint(dataset), dataset_size=len(dataset),
+        indices=None if indices is None else {"file": INDICES, "sha256": array_sha256(indices), "count": len(indices)},
+        image_size=int(first.shape[-1]), in_chans=int(first.shape[0]), normalization=NORMALIZATION,
+        dtype=dtype, pooled=bool(pooled), feature_shape=list(_probe_feature(teacher, first, t_values[0], pooled)),
+        num_items=count, shard_rows=0, created="", index_array=indices,
+    )
+
+
+def finished_now() -> str:
+    """An ISO-8601 UTC time stamp for ``created``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
