@@ -271,7 +271,7 @@ def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:
     (the same teacher weights, layer, data, image size, views, time steps and images)."""
     from repfusion_zoo.teachers.cached import CachedTeacher, check_cache_for_run
 
-    cache = CachedTeacher(cfg.teacher_cache)
+    cache = CachedTeacher(cfg.teacher_cache, num_train_timesteps=teacher.num_train_timesteps)
     indices = read_indices(cfg.train_subset) if cfg.train_subset else None
     check_cache_for_run(cache, teacher=teacher, dataset=train_set, timesteps=cfg.timesteps, indices=indices,
                         dataset_spec=cfg.dataset)

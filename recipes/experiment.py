@@ -21,6 +21,7 @@ from typing import Sequence
 
 from repfusion_zoo.experiments import ExperimentConfig, run_experiment
 from repfusion_zoo.training.config import format_help, load_config, wants_help
+from repfusion_zoo.training.threads import configure_cpu_threads
 
 RECIPES = Path(__file__).resolve().parent
 
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_help(ExperimentConfig, "python recipes/experiment.py", __doc__))
         return 0
     cfg = load_config(ExperimentConfig, args)
+    configure_cpu_threads()  # the cache build and the kNN passes run in this process
     command = shlex.join(["python", "recipes/experiment.py", *args])
     for path in run_experiment(cfg, recipes_dir=RECIPES, command=command):
         print(f"[experiment] wrote {path}")

@@ -30,9 +30,11 @@ def experiment_flags(out: Path, teacher: Path) -> list[str]:
         "labels_per_class": [3], "val_images_per_class": 2, "seeds": [0, 1],
         "arms": {"scratch": {"distill": False}, "rl": {"strategy": "reinforce", "seeds": [0]},
                  "probe": {"strategy": "fixed", "t": "probe", "seeds": [0]}},
-        "distill": {"num_train_epochs": 1, "train_batch_size": 32, "milestones": [], "log_every": 1},
+        "distill": {"num_train_epochs": 1, "train_batch_size": 32, "milestones": [], "log_every": 1,
+                    "augment": False},  # digits shift, never flip: the cache's identity view only
         "finetune": {"num_train_epochs": 1, "train_batch_size": 10, "milestones": [], "log_every": 1, "eval_batch_size": 128},
         "cache": {"dtype": "float32", "batch_size": 64}, "launcher": "python", "eval_batch_size": 128,
+        "probe_test_fraction": 0.5,
     }
     flags: list[str] = []
     for key, value in values.items():
@@ -104,7 +106,7 @@ def test_label_budget_hides_unlabelled_labels_from_decoder_g():
         feature_channels, in_channels, num_train_timesteps = 4, 3, 10
 
         def feature(self, images, t, *, labels=None, index=None, flip=None):
-            return images[:, :4].mean(dim=(2, 3), keepdim=True).expand(-1, 4, 2, 2) + t.view(-1, 1, 1, 1)
+            return images.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).expand(-1, 4, 2, 2) + t.view(-1, 1, 1, 1).float()
 
     torch.manual_seed(0)
     rf = RepFusion(Teacher(), build_strategy("reinforce", in_chans=3, num_train_timesteps=10, timesteps=[0, 5]),

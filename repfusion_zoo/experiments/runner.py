@@ -94,13 +94,13 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
                   cache: Path, t: int | None) -> dict[str, Any]:
     """recipes/distill.py keys of one arm-seed: the experiment's, the arm's, then the protocol's."""
     own = {k: v for k, v in cfg.arms[arm].items() if k not in ("seeds", "distill")}
-    flags: dict[str, Any] = {"config": str(recipes_dir / "configs" / DISTILL_BASE)}
-    flags.update({**cfg.distill, **own})
+    flags: dict[str, Any] = {"config": str(recipes_dir / "configs" / DISTILL_BASE), "augment": True, "crop_padding": 0}
+    flags.update({**cfg.distill, **own})  # flips only by default: the views the cache holds
     if t is not None:
         flags["t"] = t
     flags.update(task="classification", dataset=cfg.dataset, image_size=cfg.image_size, in_chans=cfg.in_chans,
                  teacher=cfg.teacher, teacher_layer=cfg.teacher_layer, student=cfg.student,
-                 student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache), augment=True, crop_padding=0,
+                 student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache),
                  train_subset=str(subsets.distill_images), label_subset=str(subsets.labelled(lpc, seed)),
                  seed=seed, finetune=False, timestep_report=True, resume_from_checkpoint="latest",
                  output_dir=str(run_dir(cfg, lpc, arm, seed) / "distill"))

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..cache import CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_fingerprint
+from ..cache import CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
 from ..errors import CacheMismatchError, InputError
 from ..timesteps import parse_timesteps
 
@@ -34,9 +34,10 @@ class CachedTeacher(nn.Module):
     expects = "minus_one_one"
     class_conditional = False
 
-    def __init__(self, cache: FeatureCache | str | Path) -> None:
+    def __init__(self, cache: FeatureCache | str | Path, num_train_timesteps: int = 1000) -> None:
         super().__init__()
         self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+        self._num_train_timesteps = int(num_train_timesteps)
 
     @property
     def manifest(self) -> CacheManifest:
@@ -68,7 +69,8 @@ class CachedTeacher(nn.Module):
 
     @property
     def num_train_timesteps(self) -> int:
-        return int(self.manifest.num_train_timesteps)
+        """T of the teacher whose features these are (its scheduler's; the cache's set lies in 0..T-1)."""
+        return self._num_train_timesteps
 
     def train(self, mode: bool = True) -> CachedTeacher:
         """Always eval, like every teacher."""
@@ -108,9 +110,9 @@ def check_cache_for_run(cache: CachedTeacher, *, teacher: nn.Module, dataset: An
             f"with {augmentation.name!r}; distil with flips only (crop_padding 0) or without --teacher_cache"
         )
     manifest = cache.manifest
-    steps = manifest.timesteps if str(timesteps).strip().lower() in ("", "all") else parse_timesteps(timesteps, manifest.num_train_timesteps)
+    steps = manifest.timesteps if str(timesteps).strip().lower() in ("", "all") else parse_timesteps(timesteps, cache.num_train_timesteps)
     expected: dict[str, Any] = {
-        "teacher_sha256": teacher_fingerprint(teacher),
+        "teacher_sha256": teacher_sha256(teacher),
         "layer": getattr(teacher, "layer", manifest.layer),
         "noise": bool(getattr(teacher, "noise", False)),
         "image_size": int(teacher.sample_size[0]),
