@@ -45,7 +45,7 @@ class CacheConfig:
     images_per_class: int = opt(0, "cache a seeded class-balanced subset of this many images per class (0 = all)")
     subset_seed: int = opt(0, "seed of that subset (repfusion_zoo.data.subsets.per_class_subset)")
     shard_rows: int = opt(0, "images per shard file (0 = automatic, about 128 MiB a shard)")
-    num_workers: int = opt(0, "data-loader workers decoding images")
+    dataloader_num_workers: int = opt(0, "data-loader workers decoding images")
     cpu_threads: int = opt(0, "torch threads on a CPU (0 = the usable cores split among local processes)")
     output_dir: str = opt("outputs/teacher_cache", "the cache folder (a rerun resumes it)")
 
@@ -89,7 +89,7 @@ def cache_features(cfg: CacheConfig) -> str:
     folder = build_feature_cache(teacher, dataset, cfg.output_dir, timesteps=cfg.timesteps, dataset_spec=cfg.dataset,
                                  split=cfg.split, indices=indices, views=cfg.views, dtype=cfg.dtype, pooled=cfg.pooled,
                                  batch_size=cfg.batch_size, teacher_source=cfg.teacher, state=state,
-                                 shard_rows=cfg.shard_rows, num_workers=cfg.num_workers)
+                                 shard_rows=cfg.shard_rows, num_workers=cfg.dataloader_num_workers)
     return str(folder)
 
 

@@ -164,3 +164,14 @@ def test_every_recipe_uses_the_diffusers_names_and_help_shows_them(capsys):
     text = capsys.readouterr().out
     assert "--learning_rate" in text and "(alias --lr)" in text and "--resume_from_checkpoint" in text
     assert "\n  --lr " not in text
+
+
+@dataclass
+class OwnBatch:
+    batch_size: int = opt(256, "a recipe whose batch is not a training batch (e.g. the cache's teacher batch)")
+
+
+def test_an_alias_that_is_a_schema_field_keeps_its_name_and_flags_override_files(tmp_path):
+    assert load_config(OwnBatch, ["--batch_size", "6"]).batch_size == 6  # not renamed to train_batch_size
+    (tmp_path / "file.yaml").write_text("learning_rate: 0.25\n")
+    assert load_config(Small, ["--config", str(tmp_path / "file.yaml"), "--lr", "0.5"]).learning_rate == 0.5

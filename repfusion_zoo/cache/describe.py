@@ -61,7 +61,7 @@ def _check_teacher(teacher: nn.Module, dataset: Any) -> None:
     if getattr(teacher, "noise", False):
         raise ConfigError("the teacher adds noise (noise=True): its features are random, a cache cannot hold them; "
                           "build the cache with a clean-input teacher (--teacher_noise false, the paper's setting)")
-    if getattr(dataset, "augment", None) is not None:
+    if getattr(dataset, "augmentation", None) is not None:
         raise ConfigError("the cache is built from the non-augmented dataset (build_dataset(..., augment=False)); "
                           "flips are the cache's views")
 

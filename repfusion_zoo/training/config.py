@@ -16,7 +16,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Collection, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -54,15 +54,16 @@ ALIASES: dict[str, str] = {
 }
 
 
-def canonical(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
-    """`values` with every alias key (`ALIASES`) renamed to its canonical name.
+def canonical(values: Mapping[str, Any], source: str = "config", keep: Collection[str] = ()) -> dict[str, Any]:
+    """`values` with every alias key (`ALIASES`) renamed to its canonical name, except the keys in
+    `keep` (a schema's own fields: a recipe whose `batch_size` is not a training batch keeps it).
 
     A mapping that gives one setting twice (`lr` and `learning_rate`) is a `ConfigError`.
     """
     out: dict[str, Any] = {}
     given: dict[str, str] = {}
     for key, value in values.items():
-        name = ALIASES.get(key, key)
+        name = key if key in keep else ALIASES.get(key, key)
         if name in out:
             raise ConfigError(f"{source} sets {name!r} twice (as {given[name]!r} and {key!r}); keep only {name!r}")
         out[name], given[name] = value, key
@@ -85,7 +86,8 @@ def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> A
 def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
     """`["--a", "1", "--b=x", "--flag"]` -> `{"a": "1", "b": "x", "flag": True}` (values still strings).
 
-    Alias keys come back under their canonical names (`--lr` -> `learning_rate`); the last flag wins.
+    Keys keep the name given (a schema maps aliases later); a setting given twice, under any of
+    its names (`--lr`, `--learning_rate`), keeps the last.
     """
     flags: dict[str, Any] = {}
     i = 0
@@ -96,14 +98,13 @@ def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"unexpected argument {token!r}: every setting is given as --key value or --key=value")
         key, eq, value = token[2:].partition("=")
         key = key.replace("-", "_")
-        key = ALIASES.get(key, key)
         if eq:
-            flags[key] = value
+            flags = override(flags, {key: value})
         elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            flags[key] = argv[i + 1]
+            flags = override(flags, {key: argv[i + 1]})
             i += 1
         else:
-            flags[key] = True
+            flags = override(flags, {key: True})
         i += 1
     return flags
 
@@ -118,13 +119,23 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(path)!r} must be a YAML mapping of key: value, not {type(data).__name__}")
-    data = canonical(data, f"config {str(path)!r}")  # per file, so a child's canonical key overrides a base's alias
+    canonical(data, f"config {str(path)!r}")  # one setting given twice in one file is an error
     bases = data.pop(BASE_KEY, None) or []
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else bases:
         merged.update(read_yaml(path.parent / base, _seen + (path,)))
-    merged.update(data)
-    return merged
+    return override(merged, data)
+
+
+def override(values: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` updated by `updates`, a key replacing the same setting under any of its names
+    (a child file's or a flag's `learning_rate` replaces a base's `lr`)."""
+    out = dict(values)
+    for key, value in updates.items():
+        for same in [k for k in out if ALIASES.get(k, k) == ALIASES.get(key, key)]:
+            del out[same]
+        out[key] = value
+    return out
 
 
 def schema_fields(schema: type) -> dict[str, dataclasses.Field]:
@@ -203,8 +214,8 @@ def _number(text: str) -> int | float:
 
 def build_config(schema: type[T], values: Mapping[str, Any], source: str = "config") -> T:
     """An instance of `schema` from `values` (aliases allowed); unknown keys and bad values are `ConfigError`s."""
-    values = canonical(values, source)
     fields = schema_fields(schema)
+    values = canonical(values, source, keep=fields)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
@@ -237,7 +248,7 @@ def load_config(
         values.update(read_yaml(config_file))
         values.pop(RECIPE_KEY, None)
         source = f"{config_file} or the command line"
-    values.update(flags)
+    values = override(values, flags)
     full_schema = extend_schema(schema, extra_defaults or {})
     return build_config(full_schema, values, source)
 
@@ -245,12 +256,24 @@ def load_config(
 def peek(argv: Sequence[str] | None, key: str, default_file: str | Path | None = None, default: Any = None) -> Any:
     """The raw value of `key` (canonical name) from the flags, else the config file, else `default` (e.g. `task`)."""
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
-    if key in flags:
-        return flags[key]
+    given = _setting(flags, key)
+    if given is not _ABSENT:
+        return given
     config_file = flags.get(CONFIG_KEY) or default_file
     if config_file:
-        return read_yaml(config_file).get(key, default)
-    return default
+        given = _setting(read_yaml(config_file), key)
+    return default if given is _ABSENT else given
+
+
+_ABSENT = object()
+
+
+def _setting(values: Mapping[str, Any], key: str) -> Any:
+    """The value of setting `key` in `values` under any of its names, else `_ABSENT`."""
+    for name, value in values.items():
+        if ALIASES.get(name, name) == ALIASES.get(key, key):
+            return value
+    return _ABSENT
 
 
 def format_help(schema: type, prog: str, description: str = "") -> str:
