@@ -372,7 +372,11 @@ def _unknown_model_error(name: str) -> UnknownModelError:
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     if os.sep in name or name.startswith("local-dir:"):
-        hint = f" No folder {name.removeprefix('local-dir:')!r} exists.{hint}"
+        from .hub.atomic import describe_leftovers
+
+        folder = name.removeprefix("local-dir:")
+        note = describe_leftovers(Path(folder).expanduser())
+        hint = f" No folder {folder!r} exists.{' ' + note if note else ''}{hint}"
     return UnknownModelError(
         f"Unknown model {name!r}: not a repfusion zoo name, a timm name, 'hf-hub:org/repo' or a folder "
         f"holding config.json.{hint} Zoo names: repfusion_zoo.list_models(); timm names: timm.list_models()."
@@ -385,11 +389,7 @@ def _local_folder(name: str) -> Path | None:
     looks_like_path = os.sep in name or name.startswith(("local-dir:", ".", "~"))
     if not looks_like_path and timm.is_model(name.split(".", 1)[0]):
         return None  # a model name wins over a same-named folder in the working directory
-    if looks_like_path and not path.exists():
-        from .hub.atomic import recover
-
-        recover(path)  # a save killed between its two renames left the folder aside: put it back
-    return path if path.is_dir() else None
+    return path if path.is_dir() else None  # read only: a load never heals or changes the disk
 
 
 def create_model(name: str | os.PathLike[str], pretrained: bool = False, **timm_kwargs: Any) -> nn.Module:

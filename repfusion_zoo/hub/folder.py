@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import ConfigError, UnknownModelError, UnsafeWeightsError, WeightsMismatchError
 from . import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from . import card as _card
-from .atomic import atomic_folder, recover, replace_text, write_text
+from .atomic import atomic_folder, describe_leftovers, recover, replace_text, write_text
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pth.tar", ".ckpt", ".pkl", ".pickle", ".tar")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -405,10 +405,16 @@ def _load_folder(folder: Path, architecture: str | None, **kwargs: Any) -> nn.Mo
                 f"weights_only=True), '{WEIGHTS_NAME}')."
             )
         raise ConfigError(f"{str(folder)!r} has no {WEIGHTS_NAME}; save it with repfusion_zoo.save_pretrained.")
-    config = read_config(folder) if (folder / CONFIG_NAME).is_file() else _config_for_file(weights, architecture)
+    try:
+        config = read_config(folder) if (folder / CONFIG_NAME).is_file() else _config_for_file(weights, architecture)
+        state_dict = load_safetensors(weights)
+    except FileNotFoundError as error:  # another process swapped the folder between our reads
+        raise FileNotFoundError(
+            f"{str(folder)!r} changed while it was being read ({error}). {describe_leftovers(folder) or 'Retry.'}"
+        ) from error
     if architecture:
         config["architecture"] = architecture
-    return _create_with_weights(config, load_safetensors(weights), f"folder {str(folder)!r}", **kwargs)
+    return _create_with_weights(config, state_dict, f"folder {str(folder)!r}", **kwargs)
 
 
 def _load_hub(source: str, architecture: str | None, cache_dir: str | Path | None = None, **kwargs: Any) -> nn.Module:
@@ -447,10 +453,13 @@ def load_pretrained(source: str | Path, **kwargs: Any) -> nn.Module:
     if path.is_file():
         return _load_file(path, architecture, **kwargs)
     looks_like_path = os.sep in str(source) or str(source).lower().endswith((".safetensors", *PICKLE_SUFFIXES))
-    if path.is_dir() or isinstance(source, Path) or looks_like_path:
-        if recover(path).is_dir():  # heals what a killed save left beside the folder
-            return _load_folder(path, architecture, **kwargs)
-        raise FileNotFoundError(f"{str(source)!r} does not exist (expected a folder or a .safetensors file).")
+    if path.is_dir():  # read only: healing a killed save is the writer's job (or `repfusion-zoo recover`)
+        return _load_folder(path, architecture, **kwargs)
+    if isinstance(source, Path) or looks_like_path:
+        note = describe_leftovers(path)
+        raise FileNotFoundError(
+            f"{str(source)!r} does not exist (expected a folder or a .safetensors file).{' ' + note if note else ''}"
+        )
     import repfusion_zoo
 
     return repfusion_zoo.create_model(str(source), pretrained=True, **kwargs)
