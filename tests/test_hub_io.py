@@ -331,6 +331,67 @@ def test_update_card_metrics(saved):
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
+def _front_matter(folder: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "README.md").read_text().split("---")[1])
+
+
+def test_a_card_built_from_a_local_path_dataset_holds_no_path(tmp_path):
+    """`--dataset /data/cifar10` (and the paths in the recipe command and teacher) stay off the card and
+    config.json; a Hub dataset (`hf:uoft-cs/cifar10`) becomes the card's `datasets` and model-index type."""
+    local = "/data/cifar10"
+    card = _card(dataset=f"imagefolder:{local}", teacher=f"{tmp_path}/teacher",
+                 recipe=f"accelerate launch recipes/distill.py --dataset {local} --output_dir {tmp_path}/out")
+    folder = save_pretrained(_small_model(), tmp_path / "local", architecture=SMALL_ARCH, metrics={"top1": 80.0}, card=card)
+    update_card_metrics(folder, {"top1": 81.0}, task="classification", dataset=local)
+    for name in ("README.md", "config.json"):
+        text = (folder / name).read_text()
+        assert "/data" not in text and str(tmp_path) not in text, name
+    front = _front_matter(folder)
+    assert "datasets" not in front and "model-index" not in front  # no Hub id: omitted
+    assert "cifar10 (a local folder)" in (folder / "README.md").read_text()  # still named in the body
+
+    hub = save_pretrained(_small_model(), tmp_path / "hub", architecture=SMALL_ARCH, metrics={"top1": 80.0},
+                          card=_card(dataset="hf:uoft-cs/cifar10:plain_text"))
+    front = _front_matter(hub)
+    assert front["datasets"] == ["uoft-cs/cifar10"]
+    assert front["model-index"][0]["results"][0]["dataset"]["type"] == "uoft-cs/cifar10"
+
+
+def test_backbone_card_is_image_feature_extraction(tmp_path):
+    """timm's convention: num_classes=0 weights are `image-feature-extraction`, a classifier `image-classification`."""
+    backbone = save_pretrained(_small_model(num_classes=0), tmp_path / "b", architecture=SMALL_ARCH)
+    assert _front_matter(backbone)["pipeline_tag"] == "image-feature-extraction"
+    assert "image-classification" not in _front_matter(backbone)["tags"]
+    classifier = save_pretrained(_small_model(), tmp_path / "c", architecture=SMALL_ARCH)
+    assert _front_matter(classifier)["pipeline_tag"] == "image-classification"
+
+
+def _run_python_blocks(readme: str, folder: Path) -> None:
+    """Run the card's python snippet against ``folder`` (its ``hf-hub:`` id resolved locally)."""
+    code = readme.split("```python")[1].split("```")[0]
+    repo = code.split("hf-hub:")[1].split("'")[0]
+    code = code.replace(f"hf-hub:{repo}", f"local-dir:{folder}")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("architecture", ["wrn28_2", SMALL_ARCH])
+def test_card_snippet_works_for_the_architectures_timm_lacks(tmp_path, architecture):
+    """For an architecture this package adds, the card's snippet imports repfusion_zoo before timm; a
+    plain python process then loads the folder with it (and fails without that import)."""
+    model = timm.create_model(architecture, num_classes=0)
+    folder = save_pretrained(model, tmp_path / architecture, architecture=architecture)
+    readme = (folder / "README.md").read_text()
+    native = architecture == SMALL_ARCH
+    assert ("import repfusion_zoo" in readme.split("```python")[1]) is not native
+    _run_python_blocks(readme, folder)
+    if not native:
+        without = readme.replace("import repfusion_zoo", "pass  #")
+        with pytest.raises(subprocess.CalledProcessError):
+            _run_python_blocks(without, folder)
+
+
 def test_update_card_metrics_removes_the_temp_file_a_killed_update_left(saved):
     model, folder = saved
     stale = atomic.leftover_path(folder / "config.json", "tmp", _dead_pid())

@@ -134,6 +134,15 @@ def test_corrupt_image_is_a_counted_skip(tmp_path):
     assert skipped and "broken.png" in str(skipped[0].message)
     assert result["metrics"]["count"] == 8.0  # the 8 readable test images, counted once
     assert (Path(result["model_dir"]) / "model.safetensors").is_file()
+    # a classification fine-tune records timm's label_names; its card publishes no local path
+    model_dir = Path(result["model_dir"])
+    assert json.loads((model_dir / "config.json").read_text())["label_names"] == ["a", "b"]
+    from repfusion_zoo import create_model
+
+    assert create_model(str(model_dir)).pretrained_cfg["label_names"] == ["a", "b"]
+    card = (model_dir / "README.md").read_text()
+    assert str(tmp_path) not in card and str(data) not in card
+    assert "datasets:" not in card and "pipeline_tag: image-classification" in card
 
 
 def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):

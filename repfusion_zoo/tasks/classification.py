@@ -74,6 +74,13 @@ def create_backbone(name: str, pretrained: bool, *, num_classes: int, in_chans: 
     return create_model(str(name), pretrained=False, num_classes=num_classes, in_chans=in_chans, **dict(model_kwargs or {}))
 
 
+def class_names(dataset: Dataset) -> list[str]:
+    """The dataset's class names (`classes`), also through `Subset` / `ConcatDataset` wrappers; [] if none."""
+    while not hasattr(dataset, "classes") and (hasattr(dataset, "dataset") or getattr(dataset, "datasets", None)):
+        dataset = dataset.dataset if hasattr(dataset, "dataset") else dataset.datasets[0]
+    return [str(name) for name in getattr(dataset, "classes", None) or []]
+
+
 class TopKAccuracy(Metric):
     """Top-1 accuracy in percent; state = [correct, count] (float64, additive)."""
 
@@ -100,6 +107,7 @@ class ClassificationTask(Task):
 
     def __init__(self) -> None:
         self.num_classes: int | None = None
+        self.label_names: list[str] | None = None  # class index -> name, from the training data
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -119,6 +127,8 @@ class ClassificationTask(Task):
         train = build_dataset(cfg["dataset"], split="train", augment=cfg.get("augment", True), **common)
         test = build_dataset(cfg["dataset"], split="test", augment=False, **common)
         self.num_classes = int(cfg.get("num_classes") or num_classes(train))
+        names = class_names(train)
+        self.label_names = names if len(names) == self.num_classes else None
         return train, test
 
     def build_model(self, backbone: str, pretrained: bool, cfg: Mapping[str, Any]) -> nn.Module:
