@@ -261,9 +261,12 @@ def _create_zoo_model(
     from_hub = cfg.state_dict is None and not cfg.file and not cfg.url and cfg.source != "local-dir"
     source = f"file {cfg.file!r}" if cfg.file else f"hf-hub:{cfg.hf_hub_id}" if from_hub else "a state_dict"
 
-    def load() -> nn.Module:
+    def load(local_files_only: bool) -> nn.Module:
+        weights = cfg
+        if from_hub:  # the file through huggingface_hub (local_files_only per call), then timm loads that file
+            weights = dataclasses.replace(cfg, file=_hub_file(cfg, kwargs.get("cache_dir"), local_files_only))
         try:
-            return _build_strict(build, cfg, **kwargs)
+            return _build_strict(build, weights, **kwargs)
         except RuntimeError as error:
             if "Error(s) in loading state_dict" not in str(error):
                 raise
@@ -278,6 +281,17 @@ def _create_zoo_model(
         filename=cfg.hf_hub_filename or WEIGHTS_NAME,
         cache_dir=kwargs.get("cache_dir"),
     )
+
+
+def _hub_file(cfg: PretrainedCfg, cache_dir: str | None, local_files_only: bool) -> str:
+    """The weight file of ``cfg.hf_hub_id`` (``org/repo@rev``) from the Hub or its cache."""
+    from huggingface_hub import hf_hub_download
+
+    from .hub.network import split_hub_id
+
+    repo_id, revision = split_hub_id(cfg.hf_hub_id)
+    return hf_hub_download(repo_id, cfg.hf_hub_filename or WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
+                           local_files_only=local_files_only)
 
 
 # --- timm entrypoints: one per zoo entry (default_cfgs above, as timm requires) ---------------
@@ -436,12 +450,21 @@ def _create_from_hub(name: str, pretrained: bool, **timm_kwargs: Any) -> nn.Modu
     from .hub import load_pretrained
     from .hub.network import guarded_pretrained_load
 
+    from huggingface_hub import hf_hub_download
+
+    from .hub.network import split_hub_id
+
     if pretrained:
         return load_pretrained(name, **timm_kwargs)
-    return guarded_pretrained_load(
-        name, name.removeprefix("hf-hub:"), lambda: timm.create_model(name, pretrained=False, **timm_kwargs),
-        filename="config.json", cache_dir=timm_kwargs.get("cache_dir"),
-    )
+    repo_id, revision = split_hub_id(name)
+
+    def build(local_files_only: bool) -> nn.Module:
+        config = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=timm_kwargs.get("cache_dir"),
+                                 local_files_only=local_files_only)
+        return timm.create_model(f"local-dir:{Path(config).parent}", pretrained=False, **timm_kwargs)
+
+    return guarded_pretrained_load(name, name.removeprefix("hf-hub:"), build, filename="config.json",
+                                   cache_dir=timm_kwargs.get("cache_dir"))
 
 
 # --- the MODEL_CARD.md table --------------------------------------------------------------------

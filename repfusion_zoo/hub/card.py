@@ -75,7 +75,7 @@ def public_dataset(spec: str) -> str:
     name = spec.removeprefix("imagefolder:")
     if name.lower() in HUB_DATASETS:
         return HUB_DATASETS[name.lower()]
-    if "/" in name or "\\" in name or name.startswith(("~", ".")) or Path(name).expanduser().exists():
+    if "/" in name or "\\" in name or name.startswith(("~", ".")):  # a path; a bare name is publishable as is
         return f"{Path(name).expanduser().name or 'dataset'} (a local folder)"
     return name
 

@@ -416,18 +416,18 @@ def _load_folder(folder: Path, architecture: str | None, **kwargs: Any) -> nn.Mo
 
 
 def _load_hub(source: str, architecture: str | None, cache_dir: str | Path | None = None, **kwargs: Any) -> nn.Module:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import snapshot_download
 
     from .network import guarded_pretrained_load, split_hub_id
 
     repo_id, revision = split_hub_id(source)
 
-    def download() -> Path:
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            path = hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir)
-        return Path(path).parent
+    def download(local_files_only: bool) -> Path:
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
 
-    folder = guarded_pretrained_load(source, source.removeprefix("hf-hub:"), download, cache_dir=cache_dir)
+    folder = guarded_pretrained_load(source, source.removeprefix("hf-hub:"), download, cache_dir=cache_dir,
+                                     filename=(CONFIG_NAME, WEIGHTS_NAME))
     return _load_folder(folder, architecture, **kwargs)
 
 

@@ -14,10 +14,13 @@ from .base import Metric, Task
 
 
 def input_normalization(backbone: nn.Module, in_chans: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backbone's `pretrained_cfg` mean/std as `[1, in_chans, 1, 1]` tensors (averaged for grey input)."""
-    cfg = getattr(backbone, "pretrained_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", (0.5,) * in_chans), dtype=torch.float32)
-    std = torch.tensor(cfg.get("std", (0.5,) * in_chans), dtype=torch.float32)
+    """The backbone's mean/std (`timm.data.resolve_model_data_config`) as `[1, in_chans, 1, 1]`
+    tensors (averaged for grey input)."""
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(backbone)
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32)
+    std = torch.tensor(cfg["std"], dtype=torch.float32)
     if mean.numel() != in_chans:
         mean, std = mean.mean().repeat(in_chans), std.mean().repeat(in_chans)
     return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
