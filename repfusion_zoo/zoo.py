@@ -59,6 +59,10 @@ PAPER_NAME = "Diffusion Model as Representation Learner (Yang & Wang, ICCV 2023)
 ORIGIN_URL = "https://github.com/Adamdad/Repfusion"
 HUB_ORG = "repfusion-zoo"
 RECIPE = "accelerate launch recipes/distill.py --config recipes/configs/{config}"
+#: where a pip-only user gets recipes/: the wheel holds the library only, the source distribution
+#: on the same index also holds recipes/ (MANIFEST.in); one command fetches and unpacks it
+GET_RECIPES = ("pip download repfusion-zoo=={version} --no-deps --no-binary repfusion-zoo && "
+               "tar xzf repfusion_zoo-{version}.tar.gz && cd repfusion_zoo-{version}")
 
 HALF = (0.5, 0.5, 0.5)
 TINYIMAGENET_MEAN = (0.4802, 0.4481, 0.3975)
@@ -192,10 +196,19 @@ def _pretrained_cfg(entry: ZooEntry) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs({name: _pretrained_cfg(entry) for name, entry in ZOO.items()})
 
 
+def recipes_command() -> str:
+    """The shell command that fetches and unpacks this version's recipes/ (for a pip-only install)."""
+    from . import __version__
+
+    return GET_RECIPES.format(version=__version__)
+
+
 def _unpublished_error(entry: ZooEntry) -> PretrainedUnavailableError:
     return PretrainedUnavailableError(
         f"No weight is published yet for {entry.name!r} (its pretrained cfg has no hf_hub_id). "
-        f"Produce it with:\n    {entry.recipe}\n"
+        f"Produce it with its recipe. The recipes are not in the installed package; pip fetches them "
+        f"(the project's source distribution) with:\n    {recipes_command()}\n"
+        f"then, there (or in a clone of the project's repository):\n    {entry.recipe}\n"
         f"then load the weight you made:\n"
         f"  - a file: create_model({entry.name!r}, pretrained=True, "
         f"pretrained_cfg_overlay=dict(file='/path/to/{WEIGHTS_NAME}'))\n"
