@@ -76,6 +76,12 @@ def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_serve
         assert all(torch.equal(saved[k], state[k]) for k in saved)
     # the publish recipe prints the pinned revision too
     push_recipe.main(["--folder", result["backbone_dir"], "--repo_id", repo + "-2"])
+    # the published card's snippet names the repo it is in (resnet18_cifar: with `import repfusion_zoo`)
+    from huggingface_hub import hf_hub_download
+
+    card = Path(hf_hub_download(repo, "README.md", revision=pinned.split("@")[1])).read_text()
+    assert f"timm.create_model('hf-hub:{repo}', pretrained=True)" in card and "import repfusion_zoo" in card
+    assert "pipeline_tag: image-feature-extraction" in card
 
 
 def test_finetune_help_lists_tasks(capsys):
