@@ -140,9 +140,10 @@ def finetune(cfg: Any) -> dict[str, Any]:
         backbone = task.backbone_of(acc.unwrap_model(model))
         card_metrics = {k: v for k, v in metrics.items() if k != "count"}
         dataset = str(values.get("dataset", "")) or "unknown"
+        label_names = getattr(task, "label_names", None) if getattr(backbone, "num_classes", 0) else None
         save_pretrained(backbone, model_dir, architecture=architecture_of(backbone, cfg.model),
                         model_name=cfg.model_name or out.name, metrics=card_metrics,
-                        card=card_fields(cfg.model, cfg.task, dataset, values))
+                        card=card_fields(cfg.model, cfg.task, dataset, values), label_names=label_names)
         source = Path(cfg.model).expanduser()
         if cfg.update_source_card and source.is_dir() and (source / "config.json").is_file():
             update_card_metrics(source, card_metrics, task=cfg.task, dataset=dataset)

@@ -59,6 +59,10 @@ PAPER_NAME = "Diffusion Model as Representation Learner (Yang & Wang, ICCV 2023)
 ORIGIN_URL = "https://github.com/Adamdad/Repfusion"
 HUB_ORG = "repfusion-zoo"
 RECIPE = "accelerate launch recipes/distill.py --config recipes/configs/{config}"
+#: where a pip-only user gets recipes/: the wheel holds the library only, the source distribution
+#: on the same index also holds recipes/ (MANIFEST.in); one command fetches and unpacks it
+GET_RECIPES = ("pip download repfusion-zoo=={version} --no-deps --no-binary repfusion-zoo && "
+               "tar xzf repfusion_zoo-{version}.tar.gz && cd repfusion_zoo-{version}")
 
 HALF = (0.5, 0.5, 0.5)
 TINYIMAGENET_MEAN = (0.4802, 0.4481, 0.3975)
@@ -192,10 +196,19 @@ def _pretrained_cfg(entry: ZooEntry) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs({name: _pretrained_cfg(entry) for name, entry in ZOO.items()})
 
 
+def recipes_command() -> str:
+    """The shell command that fetches and unpacks this version's recipes/ (for a pip-only install)."""
+    from . import __version__
+
+    return GET_RECIPES.format(version=__version__)
+
+
 def _unpublished_error(entry: ZooEntry) -> PretrainedUnavailableError:
     return PretrainedUnavailableError(
         f"No weight is published yet for {entry.name!r} (its pretrained cfg has no hf_hub_id). "
-        f"Produce it with:\n    {entry.recipe}\n"
+        f"Produce it with its recipe. The recipes are not in the installed package; pip fetches them "
+        f"(the project's source distribution) with:\n    {recipes_command()}\n"
+        f"then, there (or in a clone of the project's repository):\n    {entry.recipe}\n"
         f"then load the weight you made:\n"
         f"  - a file: create_model({entry.name!r}, pretrained=True, "
         f"pretrained_cfg_overlay=dict(file='/path/to/{WEIGHTS_NAME}'))\n"
@@ -261,9 +274,12 @@ def _create_zoo_model(
     from_hub = cfg.state_dict is None and not cfg.file and not cfg.url and cfg.source != "local-dir"
     source = f"file {cfg.file!r}" if cfg.file else f"hf-hub:{cfg.hf_hub_id}" if from_hub else "a state_dict"
 
-    def load() -> nn.Module:
+    def load(local_files_only: bool) -> nn.Module:
+        weights = cfg
+        if from_hub:  # the file through huggingface_hub (local_files_only per call), then timm loads that file
+            weights = dataclasses.replace(cfg, file=_hub_file(cfg, kwargs.get("cache_dir"), local_files_only))
         try:
-            return _build_strict(build, cfg, **kwargs)
+            return _build_strict(build, weights, **kwargs)
         except RuntimeError as error:
             if "Error(s) in loading state_dict" not in str(error):
                 raise
@@ -278,6 +294,17 @@ def _create_zoo_model(
         filename=cfg.hf_hub_filename or WEIGHTS_NAME,
         cache_dir=kwargs.get("cache_dir"),
     )
+
+
+def _hub_file(cfg: PretrainedCfg, cache_dir: str | None, local_files_only: bool) -> str:
+    """The weight file of ``cfg.hf_hub_id`` (``org/repo@rev``) from the Hub or its cache."""
+    from huggingface_hub import hf_hub_download
+
+    from .hub.network import split_hub_id
+
+    repo_id, revision = split_hub_id(cfg.hf_hub_id)
+    return hf_hub_download(repo_id, cfg.hf_hub_filename or WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
+                           local_files_only=local_files_only)
 
 
 # --- timm entrypoints: one per zoo entry (default_cfgs above, as timm requires) ---------------
@@ -372,7 +399,11 @@ def _unknown_model_error(name: str) -> UnknownModelError:
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     if os.sep in name or name.startswith("local-dir:"):
-        hint = f" No folder {name.removeprefix('local-dir:')!r} exists.{hint}"
+        from .hub.atomic import describe_leftovers
+
+        folder = name.removeprefix("local-dir:")
+        note = describe_leftovers(Path(folder).expanduser())
+        hint = f" No folder {folder!r} exists.{' ' + note if note else ''}{hint}"
     return UnknownModelError(
         f"Unknown model {name!r}: not a repfusion zoo name, a timm name, 'hf-hub:org/repo' or a folder "
         f"holding config.json.{hint} Zoo names: repfusion_zoo.list_models(); timm names: timm.list_models()."
@@ -385,11 +416,7 @@ def _local_folder(name: str) -> Path | None:
     looks_like_path = os.sep in name or name.startswith(("local-dir:", ".", "~"))
     if not looks_like_path and timm.is_model(name.split(".", 1)[0]):
         return None  # a model name wins over a same-named folder in the working directory
-    if looks_like_path and not path.exists():
-        from .hub.atomic import recover
-
-        recover(path)  # a save killed between its two renames left the folder aside: put it back
-    return path if path.is_dir() else None
+    return path if path.is_dir() else None  # read only: a load never heals or changes the disk
 
 
 def create_model(name: str | os.PathLike[str], pretrained: bool = False, **timm_kwargs: Any) -> nn.Module:
@@ -436,12 +463,21 @@ def _create_from_hub(name: str, pretrained: bool, **timm_kwargs: Any) -> nn.Modu
     from .hub import load_pretrained
     from .hub.network import guarded_pretrained_load
 
+    from huggingface_hub import hf_hub_download
+
+    from .hub.network import split_hub_id
+
     if pretrained:
         return load_pretrained(name, **timm_kwargs)
-    return guarded_pretrained_load(
-        name, name.removeprefix("hf-hub:"), lambda: timm.create_model(name, pretrained=False, **timm_kwargs),
-        filename="config.json", cache_dir=timm_kwargs.get("cache_dir"),
-    )
+    repo_id, revision = split_hub_id(name)
+
+    def build(local_files_only: bool) -> nn.Module:
+        config = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=timm_kwargs.get("cache_dir"),
+                                 local_files_only=local_files_only)
+        return timm.create_model(f"local-dir:{Path(config).parent}", pretrained=False, **timm_kwargs)
+
+    return guarded_pretrained_load(name, name.removeprefix("hf-hub:"), build, filename="config.json",
+                                   cache_dir=timm_kwargs.get("cache_dir"))
 
 
 # --- the MODEL_CARD.md table --------------------------------------------------------------------

@@ -102,7 +102,8 @@ def test_save_is_atomic_and_replaces(tmp_path, monkeypatch):
     assert same_weights(load_pretrained(folder).state_dict(), second.state_dict())
 
 
-# --- a killed save heals: the leftover states a SIGKILL can leave, recovered by the next save/load ---
+# --- a killed save heals: the leftover states a SIGKILL can leave, recovered by the next save or by
+# the explicit `repfusion-zoo recover`; a load never changes the disk ---
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -130,13 +131,30 @@ def _killed_between_renames(tmp_path: Path, pid: int) -> tuple[Path, torch.nn.Mo
     return folder, first, old, tmp
 
 
-@pytest.mark.parametrize("heal", ["load_pretrained", "create_model", "update_card_metrics", "save_pretrained"])
+def _listing(root: Path) -> dict[str, bytes]:
+    """Every path under ``root`` (names, folders and file bytes): what a load must leave identical."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(root.rglob("*"))}
+
+
+def _recover_command(folder: Path) -> None:
+    from repfusion_zoo.cli import main
+
+    assert main(["recover", str(folder)]) == 0
+
+
+@pytest.mark.parametrize("heal", ["recover", "repfusion-zoo recover", "update_card_metrics", "save_pretrained"])
 def test_kill_between_the_renames_of_a_replace_heals(tmp_path, heal):
     folder, first, _, _ = _killed_between_renames(tmp_path, _dead_pid())
     assert not folder.exists()
-    if heal == "load_pretrained":
+    before = _listing(tmp_path)
+    with pytest.raises(FileNotFoundError, match="repfusion-zoo recover"):  # a load says how, and touches nothing
+        load_pretrained(folder)
+    with pytest.raises(repfusion_zoo.errors.UnknownModelError, match="repfusion-zoo recover"):
+        repfusion_zoo.create_model(str(folder), pretrained=True)
+    assert _listing(tmp_path) == before
+    if heal in ("recover", "repfusion-zoo recover"):
+        atomic.recover(folder) if heal == "recover" else _recover_command(folder)
         assert same_weights(load_pretrained(folder).state_dict(), first.state_dict())  # the old folder is back
-    elif heal == "create_model":
         model = repfusion_zoo.create_model(str(folder), pretrained=True)
         assert same_weights(model.state_dict(), first.state_dict())
     elif heal == "update_card_metrics":
@@ -167,11 +185,12 @@ def test_a_real_sigkill_between_the_renames_heals(saved, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == -9, result.stderr[-3000:]
     assert not folder.exists() and len(list(tmp_path.glob(".model.old-*"))) == len(list(tmp_path.glob(".model.tmp-*"))) == 1
+    _recover_command(folder)
     assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-def test_kill_while_writing_leaves_a_temp_folder_the_next_load_removes(saved, tmp_path):
+def test_kill_while_writing_leaves_a_temp_folder_recovery_removes(saved, tmp_path):
     model, folder = saved
     half = tmp_path / "half"
     half.mkdir()
@@ -182,6 +201,8 @@ def test_kill_while_writing_leaves_a_temp_folder_the_next_load_removes(saved, tm
     _leave_aside(spare, folder, "old", _dead_pid())
     assert len(list(tmp_path.iterdir())) == 3
     assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+    assert len(list(tmp_path.iterdir())) == 3  # the load left them
+    atomic.recover(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
@@ -192,10 +213,92 @@ def test_leftovers_of_live_or_remote_writers_are_left_alone(tmp_path):
     remote = _leave_aside(remote, folder, "tmp", _dead_pid(), host="other_host")  # written from another machine
     older = save_pretrained(_small_model(), tmp_path / "older", architecture=SMALL_ARCH)
     older = _leave_aside(older, folder, "old", _dead_pid())  # a killed writer's, older than the live one's
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match=f"(?i)does not exist.*process {os.getpid()} .*writing it now"):
         load_pretrained(folder)
+    atomic.recover(folder)
     assert old.is_dir() and tmp.is_dir() and remote.is_dir() and not folder.exists()  # the live writer finishes
     assert not older.exists()
+
+
+@pytest.fixture
+def write_watch():
+    """Every rename, removal, mkdir or open-for-writing this process makes under a watched folder,
+    seen through Python's audit events (nothing is patched: the real code path runs)."""
+    watched: list[Path] = []
+    seen: list[tuple[str, str]] = []
+    events = {"os.rename", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.chmod", "os.truncate"}
+
+    def hook(event: str, args: tuple) -> None:
+        if not watched:
+            return
+        writes = event in events or (event == "open" and len(args) > 2 and (
+            (isinstance(args[1], str) and any(m in args[1] for m in "wax+"))
+            or (isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))))
+        if writes and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.fsdecode(args[0])
+            if any(path.startswith(str(w)) for w in watched):
+                seen.append((event, path))
+
+    sys.addaudithook(hook)
+    yield watched, seen
+    watched.clear()
+
+
+def test_loading_a_read_only_folder_leaves_it_byte_identical(saved, tmp_path, write_watch):
+    """A read-only folder, even beside a dead writer's leftovers, loads through every entry point
+    without one write under its parent, and stays byte-identical."""
+    model, folder = saved
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\x00" * 10)
+    _leave_aside(half, folder, "tmp", _dead_pid())  # what recover() would delete
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)  # read-only for everyone (root still could write)
+    before = _listing(tmp_path)
+    watched, seen = write_watch
+    watched.append(tmp_path)
+    try:
+        loaded = [load_pretrained(folder), load_pretrained(folder / "model.safetensors"),
+                  repfusion_zoo.create_model(str(folder), pretrained=True), repfusion_zoo.create_model(folder),
+                  timm.create_model(f"local-dir:{folder}", pretrained=True)]
+    finally:
+        watched.clear()
+        for path in [tmp_path, *tmp_path.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert seen == []
+    assert _listing(tmp_path) == before
+    for other in loaded[:3]:
+        assert same_weights(other.state_dict(), model.state_dict())
+
+
+def test_a_folder_another_process_is_writing_loads_or_fails_cleanly(saved, tmp_path):
+    """A live writer (a real child process inside `atomic_folder`): the current folder loads, a folder
+    it is creating fails at once naming the writer, and nothing beside either is touched."""
+    model, folder = saved
+    code = textwrap.dedent(f"""
+        import sys, time
+        from repfusion_zoo.hub.atomic import atomic_folder
+        for target in ({str(folder)!r}, {str(tmp_path / "new")!r}):
+            context = atomic_folder(target)
+            tmp = context.__enter__()
+            (tmp / "config.json").write_text("{{}}")
+        print("writing", flush=True)
+        time.sleep(60)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        before = _listing(tmp_path)
+        assert len([p for p in before if p.startswith(".")]) == 2  # the two temp folders of the live writer
+        assert same_weights(load_pretrained(folder).state_dict(), model.state_dict())
+        with pytest.raises(FileNotFoundError, match=f"{child.pid}.*writing it now"):
+            load_pretrained(tmp_path / "new")
+        with pytest.raises(repfusion_zoo.errors.UnknownModelError, match=f"{child.pid}.*writing it now"):
+            repfusion_zoo.create_model(str(tmp_path / "new"), pretrained=True)
+        assert _listing(tmp_path) == before
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_an_error_between_the_two_renames_puts_the_old_folder_back(tmp_path, monkeypatch):
@@ -226,6 +329,67 @@ def test_update_card_metrics(saved):
     assert {(r.task_type, r.metric_name, r.metric_value) for r in card.data.eval_results} == {
         ("image-classification", "top1", 91.5), ("image-segmentation", "mIoU", 0.61)}
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+def _front_matter(folder: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "README.md").read_text().split("---")[1])
+
+
+def test_a_card_built_from_a_local_path_dataset_holds_no_path(tmp_path):
+    """`--dataset /data/cifar10` (and the paths in the recipe command and teacher) stay off the card and
+    config.json; a Hub dataset (`hf:uoft-cs/cifar10`) becomes the card's `datasets` and model-index type."""
+    local = "/data/cifar10"
+    card = _card(dataset=f"imagefolder:{local}", teacher=f"{tmp_path}/teacher",
+                 recipe=f"accelerate launch recipes/distill.py --dataset {local} --output_dir {tmp_path}/out")
+    folder = save_pretrained(_small_model(), tmp_path / "local", architecture=SMALL_ARCH, metrics={"top1": 80.0}, card=card)
+    update_card_metrics(folder, {"top1": 81.0}, task="classification", dataset=local)
+    for name in ("README.md", "config.json"):
+        text = (folder / name).read_text()
+        assert "/data" not in text and str(tmp_path) not in text, name
+    front = _front_matter(folder)
+    assert "datasets" not in front and "model-index" not in front  # no Hub id: omitted
+    assert "cifar10 (a local folder)" in (folder / "README.md").read_text()  # still named in the body
+
+    hub = save_pretrained(_small_model(), tmp_path / "hub", architecture=SMALL_ARCH, metrics={"top1": 80.0},
+                          card=_card(dataset="hf:uoft-cs/cifar10:plain_text"))
+    front = _front_matter(hub)
+    assert front["datasets"] == ["uoft-cs/cifar10"]
+    assert front["model-index"][0]["results"][0]["dataset"]["type"] == "uoft-cs/cifar10"
+
+
+def test_backbone_card_is_image_feature_extraction(tmp_path):
+    """timm's convention: num_classes=0 weights are `image-feature-extraction`, a classifier `image-classification`."""
+    backbone = save_pretrained(_small_model(num_classes=0), tmp_path / "b", architecture=SMALL_ARCH)
+    assert _front_matter(backbone)["pipeline_tag"] == "image-feature-extraction"
+    assert "image-classification" not in _front_matter(backbone)["tags"]
+    classifier = save_pretrained(_small_model(), tmp_path / "c", architecture=SMALL_ARCH)
+    assert _front_matter(classifier)["pipeline_tag"] == "image-classification"
+
+
+def _run_python_blocks(readme: str, folder: Path) -> None:
+    """Run the card's python snippet against ``folder`` (its ``hf-hub:`` id resolved locally)."""
+    code = readme.split("```python")[1].split("```")[0]
+    repo = code.split("hf-hub:")[1].split("'")[0]
+    code = code.replace(f"hf-hub:{repo}", f"local-dir:{folder}")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("architecture", ["wrn28_2", SMALL_ARCH])
+def test_card_snippet_works_for_the_architectures_timm_lacks(tmp_path, architecture):
+    """For an architecture this package adds, the card's snippet imports repfusion_zoo before timm; a
+    plain python process then loads the folder with it (and fails without that import)."""
+    model = timm.create_model(architecture, num_classes=0)
+    folder = save_pretrained(model, tmp_path / architecture, architecture=architecture)
+    readme = (folder / "README.md").read_text()
+    native = architecture == SMALL_ARCH
+    assert ("import repfusion_zoo" in readme.split("```python")[1]) is not native
+    _run_python_blocks(readme, folder)
+    if not native:
+        without = readme.replace("import repfusion_zoo", "pass  #")
+        with pytest.raises(subprocess.CalledProcessError):
+            _run_python_blocks(without, folder)
 
 
 def test_update_card_metrics_removes_the_temp_file_a_killed_update_left(saved):

@@ -101,6 +101,6 @@ def test_offline_mode_without_cache_fails_at_once(monkeypatch, tmp_path, hub_ser
 
 
 def test_guard_passes_through_local_loads_and_probes_the_endpoint(hub_server, closed_port_endpoint):
-    assert guarded_pretrained_load("m", None, lambda: 42) == 42  # no Hub involved: nothing checked
+    assert guarded_pretrained_load("m", None, lambda local_files_only: 42) == 42  # no Hub involved: nothing checked
     assert endpoint_reachable(hub_server, timeout=2.0)
     assert not endpoint_reachable(closed_port_endpoint, timeout=2.0)

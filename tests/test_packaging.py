@@ -74,3 +74,35 @@ def test_package_data_globs_match_files() -> None:
         root = REPO / package.replace(".", "/")
         for pattern in globs:
             assert list(root.glob(pattern)), f"package-data {package}: {pattern!r} matches nothing"
+
+
+def test_a_pip_only_user_can_follow_the_unpublished_weight_message(tmp_path) -> None:
+    """`pretrained=True` without a weight names a command that fetches recipes/ through pip (the
+    source distribution), then the recipe: the sdist built from this tree holds that file and config."""
+    import shutil
+    import subprocess
+    import tarfile
+
+    import repfusion_zoo
+    from repfusion_zoo.errors import PretrainedUnavailableError
+    from repfusion_zoo.zoo import ZOO, recipes_command
+
+    try:
+        repfusion_zoo.create_model("resnet18_repfusion_cifar10", pretrained=True)
+    except PretrainedUnavailableError as error:
+        message = str(error)
+    command = recipes_command()
+    assert command in message and f"pip download repfusion-zoo=={repfusion_zoo.__version__}" in command
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(".git", ".venv", "outputs", "__pycache__", "*.egg-info"))
+    built = subprocess.run([sys.executable, "-c", "import setuptools.build_meta as b; print(b.build_sdist('dist'))"],
+                           cwd=tree, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    sdist = built.stdout.strip().splitlines()[-1]
+    assert f"tar xzf {sdist} && cd {sdist.removesuffix('.tar.gz')}" in command
+    with tarfile.open(tree / "dist" / sdist) as archive:
+        names = set(archive.getnames())
+    root = sdist.removesuffix(".tar.gz")
+    for entry in ZOO.values():
+        recipe_file, config = entry.recipe.split()[2], entry.recipe.split()[-1]
+        assert f"{root}/{recipe_file}" in names and f"{root}/{config}" in names, entry.name

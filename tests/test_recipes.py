@@ -76,6 +76,12 @@ def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_serve
         assert all(torch.equal(saved[k], state[k]) for k in saved)
     # the publish recipe prints the pinned revision too
     push_recipe.main(["--folder", result["backbone_dir"], "--repo_id", repo + "-2"])
+    # the published card's snippet names the repo it is in (resnet18_cifar: with `import repfusion_zoo`)
+    from huggingface_hub import hf_hub_download
+
+    card = Path(hf_hub_download(repo, "README.md", revision=pinned.split("@")[1])).read_text()
+    assert f"timm.create_model('hf-hub:{repo}', pretrained=True)" in card and "import repfusion_zoo" in card
+    assert "pipeline_tag: image-feature-extraction" in card
 
 
 def test_finetune_help_lists_tasks(capsys):
@@ -134,6 +140,15 @@ def test_corrupt_image_is_a_counted_skip(tmp_path):
     assert skipped and "broken.png" in str(skipped[0].message)
     assert result["metrics"]["count"] == 8.0  # the 8 readable test images, counted once
     assert (Path(result["model_dir"]) / "model.safetensors").is_file()
+    # a classification fine-tune records timm's label_names; its card publishes no local path
+    model_dir = Path(result["model_dir"])
+    assert json.loads((model_dir / "config.json").read_text())["label_names"] == ["a", "b"]
+    from repfusion_zoo import create_model
+
+    assert create_model(str(model_dir)).pretrained_cfg["label_names"] == ["a", "b"]
+    card = (model_dir / "README.md").read_text()
+    assert str(tmp_path) not in card and str(data) not in card
+    assert "datasets:" not in card and "pipeline_tag: image-classification" in card
 
 
 def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):

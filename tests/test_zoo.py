@@ -207,3 +207,10 @@ def test_model_card_table_is_current(repo_root: Path) -> None:
     table = model_table()
     assert table in card, "regenerate the table with `repfusion-zoo models`"
     assert table.count("not trained yet") == len(ZOO)
+
+
+def test_model_card_table_ends_before_the_next_paragraph(repo_root: Path) -> None:
+    """Markdown continues a table into the next line unless a blank line ends it."""
+    card = (repo_root / "MODEL_CARD.md").read_text()
+    after = card.split(model_table(), 1)[1]
+    assert after.startswith("\n"), f"the line after the zoo table renders as a table row: {after.splitlines()[0]!r}"

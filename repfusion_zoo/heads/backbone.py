@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data import resolve_model_data_config
 from torch import nn
 
 from ..errors import ConfigError
@@ -75,9 +75,9 @@ class InputNormalize(nn.Module):
 
     @classmethod
     def of(cls, backbone: nn.Module) -> "InputNormalize":
-        """The backbone's `pretrained_cfg` mean / std (ImageNet's when it has none)."""
-        cfg = getattr(backbone, "pretrained_cfg", None) or {}
-        return cls(cfg.get("mean", IMAGENET_DEFAULT_MEAN), cfg.get("std", IMAGENET_DEFAULT_STD))
+        """The backbone's mean / std as timm resolves them (`resolve_model_data_config`; ImageNet's by default)."""
+        cfg = resolve_model_data_config(backbone)
+        return cls(cfg["mean"], cfg["std"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """`[B, C, H, W]` in [0, 1] -> normalised `[B, C, H, W]`."""

@@ -12,8 +12,10 @@ The hidden names beside ``target`` carry their writer (``<host>`` is this machin
 
 A SIGKILL can leave a ``.tmp-`` folder beside an intact (or absent) ``target``; a kill between
 the two renames leaves no ``target``, the complete previous folder under ``.old-`` and the new
-one under ``.tmp-``. `recover(target)` heals both; `atomic_folder` runs it first, and the loads
-of a folder (`repfusion_zoo.hub.load_pretrained`, `repfusion_zoo.create_model`) run it too:
+one under ``.tmp-``. `recover(target)` heals both. Recovery belongs to the writers
+(`atomic_folder`, `replace_text`, so the next save or `update_card_metrics`) and to the explicit
+command ``repfusion-zoo recover FOLDER``; a load never changes the disk (a read-only folder, or
+one another process is writing, loads or fails with `describe_leftovers`' explanation):
 
 * ``target`` missing: the newest ``.old-`` of a dead writer is renamed back, so a killed save
   did not happen (its ``.tmp-`` is never promoted: a save is all or nothing), unless a live
@@ -41,7 +43,7 @@ from typing import Iterator
 
 from ..errors import ConfigError
 
-__all__ = ["atomic_folder", "replace_text", "write_text", "recover", "leftover_path"]
+__all__ = ["atomic_folder", "replace_text", "write_text", "recover", "leftover_path", "describe_leftovers", "add_parser"]
 
 HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
 KINDS = ("tmp", "old")
@@ -83,6 +85,27 @@ def _leftovers(target: Path) -> dict[tuple[str, bool | None], list[Path]]:
                 if entry.name.startswith(prefix):
                     found[kind, _writer_is_dead(entry.name[len(prefix):])].append(entry)
     return found
+
+
+def describe_leftovers(target: str | Path) -> str:
+    """Why ``target`` may be missing, from the names beside it (reads only; "" when nothing is there)."""
+    target = Path(target)
+    found = _leftovers(target)
+    notes = []
+    live = found["old", False] + found["tmp", False]
+    if live:
+        pids = sorted({p.name.split("-")[-2] for p in live})
+        who = f"process {pids[0]} on this host is" if len(pids) == 1 else f"processes {', '.join(pids)} on this host are"
+        notes.append(f"{who} writing it now; retry once it has finished")
+    elif found["old", True]:
+        notes.append(f"a save was killed while replacing it: the previous folder waits at {found['old', True][0].name!r}; "
+                     f"`repfusion-zoo recover {target}` (or the next save there) puts it back")
+    elif found["tmp", True]:
+        notes.append("a save was killed before it finished (its partial folder is never used); save it again")
+    remote = found["old", None] + found["tmp", None]
+    if remote:
+        notes.append(f"{', '.join(p.name for p in remote)} beside it come from another host: run recovery there")
+    return " ".join(n[0].upper() + n[1:] + "." for n in notes)
 
 
 def _remove(path: Path) -> None:
@@ -178,3 +201,21 @@ def replace_text(path: str | Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def add_parser(subparsers) -> None:  # noqa: ANN001  (argparse's private sub-parsers type)
+    """``repfusion-zoo recover FOLDER ...``: heal what killed saves left beside each folder."""
+    parser = subparsers.add_parser(
+        "recover", help="put back a folder a killed save left aside and remove dead writers' temp folders",
+        description=recover.__doc__,
+    )
+    parser.add_argument("folders", nargs="+", metavar="FOLDER")
+
+    def run(args) -> int:  # noqa: ANN001
+        for folder in args.folders:
+            target = recover(folder)
+            print(f"recover {folder}: {'present' if target.exists() else 'absent'}"
+                  + (f" ({describe_leftovers(target)})" if describe_leftovers(target) else ""))
+        return 0
+
+    parser.set_defaults(func=run)

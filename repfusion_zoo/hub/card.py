@@ -6,16 +6,29 @@ metrics (`repfusion_zoo.hub.folder.update_card_metrics`) regenerates a consisten
 ``config["repfusion"]`` holds: ``name`` (zoo name), ``architecture``, ``teacher``, ``dataset``,
 ``license``, ``paper``, ``recipe``, ``description`` and ``metrics`` as
 ``{task: {dataset: {metric: value}}}``.
+
+A card is published: local paths never enter it (`public_fields`: a dataset is a Hub dataset id
+or a plain name, a path in the recipe or the teacher is cut to its last part). The card's
+``datasets`` and model-index list Hub dataset ids only. ``pipeline_tag`` follows timm: a backbone
+without classifier (``num_classes`` 0) is ``image-feature-extraction``.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 PAPER_TITLE = "Diffusion Model as Representation Learner (RepFusion, ICCV 2023)"
-BASE_TAGS = ("timm", "repfusion", "image-classification", "knowledge-distillation", "diffusion-distillation")
+BASE_TAGS = ("timm", "repfusion", "knowledge-distillation", "diffusion-distillation")
+FEATURE_EXTRACTION = "image-feature-extraction"
+CLASSIFICATION = "image-classification"
+
+#: dataset names of this project -> their Hub dataset ids (only ids known to be the same data)
+HUB_DATASETS = {"cifar-10": "uoft-cs/cifar10"}
+#: a path (absolute or home-relative) inside a command line or a spec, e.g. `--dataset imagefolder:/data/x`
+_PATH = re.compile(r"(?:^|(?<=[\s='\"(:]))(?:~|/)[^\s'\")]*")
 
 # downstream task names of repfusion_zoo.tasks -> Hub task types
 HUB_TASK_TYPES = {
@@ -32,11 +45,61 @@ HUB_METRIC_TYPES = {
 }
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_DATASET_ID = re.compile(r"^(?:[\w-][\w.-]*/)?[\w-][\w.-]*$")
 
 
 def arxiv_ref(paper: str) -> str:
     """``"2308.10916"`` or ``"arXiv:2308.10916"`` -> ``"arXiv:2308.10916"``."""
     return f"arXiv:{paper.removeprefix('arXiv:').removeprefix('arxiv:')}"
+
+
+def _cut_path(match: re.Match[str]) -> str:
+    return f".../{Path(match.group().rstrip('/')).name}"
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every local path cut to ``.../<last part>`` (URLs keep their ``//``)."""
+    return _PATH.sub(lambda m: m.group() if m.string[max(0, m.start() - 1)] == ":" and m.group().startswith("//")
+                     else _cut_path(m), text)
+
+
+def public_dataset(spec: str) -> str:
+    """A dataset spec as it may be published: a Hub dataset id (``hf:org/name[:config]``, a known
+    name such as ``CIFAR-10``), else a plain name (a local folder: its last part, no path)."""
+    spec = str(spec).strip()
+    if spec.startswith("hf:"):
+        ident = spec[3:].split(":")[0]
+        if _REPO_ID.match(ident) and not Path(ident).expanduser().exists():
+            return ident
+        spec = ident
+    name = spec.removeprefix("imagefolder:")
+    if name.lower() in HUB_DATASETS:
+        return HUB_DATASETS[name.lower()]
+    if "/" in name or "\\" in name or name.startswith(("~", ".")):  # a path; a bare name is publishable as is
+        return f"{Path(name).expanduser().name or 'dataset'} (a local folder)"
+    return name
+
+
+def hub_dataset_id(name: str | None) -> str | None:
+    """``name`` when it can be a Hub dataset id (``org/name``, or a legacy canonical ``name`` such as
+    ``cifar10``), else None (a description with spaces, a local folder)."""
+    return name if name and _DATASET_ID.match(name) else None
+
+
+def public_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """The card fields that may hold local paths, made publishable (dataset, teacher, recipe, description)."""
+    out: dict[str, Any] = {}
+    if info.get("dataset"):
+        out["dataset"] = public_dataset(info["dataset"])
+    for key in ("teacher", "recipe", "description"):
+        if isinstance(info.get(key), str):
+            out[key] = scrub_paths(info[key])
+    return out
+
+
+def pipeline_tag(config: dict[str, Any]) -> str:
+    """timm's convention: weights without a classifier are a feature extractor."""
+    return CLASSIFICATION if config.get("num_classes") else FEATURE_EXTRACTION
 
 
 def hub_task_type(task: str) -> str:
@@ -49,6 +112,8 @@ def eval_results(metrics: dict[str, dict[str, dict[str, float]]]) -> list[EvalRe
     results = []
     for task, per_dataset in metrics.items():
         for dataset, values in per_dataset.items():
+            if not hub_dataset_id(dataset):  # model-index needs a Hub dataset id: the body's table has the rest
+                continue
             for metric, value in values.items():
                 results.append(EvalResult(
                     task_type=hub_task_type(task), dataset_type=dataset, dataset_name=dataset,
@@ -63,11 +128,11 @@ def card_data(config: dict[str, Any]) -> ModelCardData:
     info = config.get("repfusion", {})
     name = info.get("name") or config["architecture"]
     teacher = info.get("teacher")
-    datasets = [d for d in (info.get("dataset"),) if d]
     metrics = info.get("metrics") or {}
-    for per_dataset in metrics.values():
-        datasets.extend(d for d in per_dataset if d not in datasets)
-    tags = list(dict.fromkeys([*BASE_TAGS, *info.get("tags", [])]))
+    named = [info.get("dataset"), *(d for per_dataset in metrics.values() for d in per_dataset)]
+    datasets = list(dict.fromkeys(d for d in named if hub_dataset_id(d)))
+    tag = pipeline_tag(config)
+    tags = list(dict.fromkeys([*BASE_TAGS, tag, *info.get("tags", [])]))
     results = eval_results(metrics)
     license_name = info.get("license_name") or ("non-commercial-research" if info.get("license") == "other" else None)
     extra = {"license_name": license_name} if license_name else {}
@@ -75,7 +140,7 @@ def card_data(config: dict[str, Any]) -> ModelCardData:
         extra["license_link"] = info["license_link"]
     return ModelCardData(
         library_name="timm",
-        pipeline_tag="image-classification",
+        pipeline_tag=tag,
         license=info.get("license") or "apache-2.0",
         tags=tags,
         datasets=datasets or None,
@@ -128,25 +193,28 @@ def card_body(config: dict[str, Any]) -> str:
     ]
     if info.get("recipe"):
         lines.append(f"- **Recipe:** `{info['recipe']}`")
-    lines += [
-        "",
-        "## Metrics",
-        _metrics_table(info.get("metrics") or {}),
-        "## Usage",
-        "```python",
-        "import repfusion_zoo  # pip install repfusion-zoo",
-        f"model = repfusion_zoo.create_model({name!r}, pretrained=True)",
-    ]
-    repo = info.get("hub_repo") or "<org>/<repo>"
-    if info.get("timm_native"):
-        lines += [
-            "",
-            f"# or with plain timm, without repfusion-zoo ({arch!r} is timm's own architecture):",
-            "import timm",
-            f"model = timm.create_model('hf-hub:{repo}', pretrained=True)",
-        ]
-    lines += ["```", ""]
+    lines += ["", "## Metrics", _metrics_table(info.get("metrics") or {}), *usage(config), ""]
     return "\n".join(lines)
+
+
+def usage(config: dict[str, Any]) -> list[str]:
+    """The Usage section: a snippet that works for this architecture. timm's own architectures load
+    with plain timm; the ones this package adds need `import repfusion_zoo` first (it registers them
+    in timm), which the Hub's generic timm snippet lacks."""
+    info = config.get("repfusion", {})
+    arch = config["architecture"]
+    repo = info.get("hub_repo") or "<org>/<repo>"
+    head = "model = timm.create_model" if config.get("num_classes") else "backbone = timm.create_model"
+    if info.get("timm_native"):
+        code = ["import timm", "", f"{head}('hf-hub:{repo}', pretrained=True)",
+                "# repfusion_zoo.create_model takes the same 'hf-hub:' id"]
+        note = f"`{arch}` is timm's own architecture: plain timm loads it."
+    else:
+        code = ["import repfusion_zoo  # pip install repfusion-zoo; registers '%s' in timm" % arch, "import timm", "",
+                f"{head}('hf-hub:{repo}', pretrained=True)"]
+        note = (f"`{arch}` is not one of timm's own architectures: `import repfusion_zoo` (pip install repfusion-zoo) "
+                "before `timm.create_model`, or the Hub's generic timm snippet fails with an unknown model.")
+    return ["## Usage", note, "", "```python", *code, "```"]
 
 
 def build_model_card(config: dict[str, Any]) -> str:

@@ -10,13 +10,12 @@ raises `UnsafeWeightsError` without being opened by any unpickler.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import struct
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import safetensors.torch
 import timm
@@ -27,10 +26,9 @@ from torch import nn
 from ..errors import ConfigError, UnknownModelError, UnsafeWeightsError, WeightsMismatchError
 from . import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from . import card as _card
-from .atomic import atomic_folder, recover, replace_text, write_text
+from .atomic import atomic_folder, describe_leftovers, recover, replace_text, write_text
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pth.tar", ".ckpt", ".pkl", ".pickle", ".tar")
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
 _INHERITED_KEYS = ("tag", "origin_url", "paper_name", "paper_ids", "notes", "description", "license")
 _SOURCE_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source")
 
@@ -59,17 +57,11 @@ def check_safetensors_file(path: str | Path) -> Path:
     )
     if path.name.lower().endswith(PICKLE_SUFFIXES):
         raise UnsafeWeightsError(f"{str(path)!r} is a pickle-based checkpoint ({path.suffix}), not safetensors. {fix}")
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        size = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        ok = 2 <= size <= min(_MAX_HEADER_BYTES, path.stat().st_size - 8)
-        if ok:
-            try:
-                ok = isinstance(json.loads(handle.read(size)), dict)
-            except (UnicodeDecodeError, ValueError):
-                ok = False
-    if not ok:
-        raise UnsafeWeightsError(f"{str(path)!r} is not a safetensors file (its header does not parse). {fix}")
+    try:  # safetensors' own reader parses the header only (never unpickles)
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as error:  # noqa: BLE001  (SafetensorError, or an OSError / ValueError for junk)
+        raise UnsafeWeightsError(f"{str(path)!r} is not a safetensors file ({error}). {fix}") from error
     return path
 
 
@@ -169,47 +161,56 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
 
-def _timm_config(model: nn.Module, architecture: str) -> dict[str, Any]:
-    """timm's ``config.json`` for ``model``, naming ``architecture`` (via timm's own exporter)."""
-    from timm.models._hub import save_config_for_hf
+@contextlib.contextmanager
+def _unshared_state_dict(model: nn.Module) -> Iterator[None]:
+    """Inside the block ``model.state_dict()`` returns `_unshared` tensors (safetensors refuses shared
+    storage; timm's exporter saves ``model.state_dict()`` as it is)."""
+    register = getattr(model, "register_state_dict_post_hook", None) or model._register_state_dict_hook
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / CONFIG_NAME
-        overrides = {"pretrained_cfg": {"architecture": architecture, "hf_hub_filename": WEIGHTS_NAME}}
-        try:
-            save_config_for_hf(model, str(path), model_config=overrides)
-            return json.loads(path.read_text())
-        except (AttributeError, KeyError, TypeError) as error:
-            if not hasattr(model, "num_classes"):
-                raise ConfigError(
-                    f"Cannot write timm's config.json for {type(model).__name__}: {error}. Save the full "
-                    "timm model (not a features_only wrapper) created by timm/repfusion_zoo.create_model."
-                ) from error
-    cfg = timm.models.get_pretrained_cfg(architecture)
-    pretrained_cfg = cfg.to_dict(remove_source=True) if cfg else {}
-    pretrained_cfg.update(architecture=architecture, num_classes=model.num_classes, hf_hub_filename=WEIGHTS_NAME)
-    return {
-        "architecture": architecture,
-        "num_classes": model.num_classes,
-        "num_features": getattr(model, "num_features", None),
-        "pretrained_cfg": pretrained_cfg,
-    }
+    def unshare(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, local_metadata: Any) -> None:
+        state_dict.update(_unshared(dict(state_dict)))
+
+    handle = register(unshare)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
-def build_config(
-    model: nn.Module,
-    architecture: str,
-    model_name: str | None = None,
-    metrics: dict[str, float] | None = None,
-    card: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``config.json`` dict: timm's fields + the ``repfusion`` section."""
+def _save_timm_files(model: nn.Module, folder: Path, architecture: str, label_names: Sequence[str] | None) -> dict[str, Any]:
+    """``model.safetensors`` + ``config.json`` written by timm's own exporter (`timm.models.save_for_hf`),
+    naming ``architecture`` (and ``label_names``, timm's class names); returns the config."""
+    model_config: dict[str, Any] = {"pretrained_cfg": {"architecture": architecture, "hf_hub_filename": WEIGHTS_NAME}}
+    if label_names:
+        model_config["label_names"] = [str(n) for n in label_names]
+    try:
+        with _unshared_state_dict(model):
+            timm.models.save_for_hf(model, str(folder), model_config=model_config, safe_serialization=True)
+    except (AttributeError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"Cannot write timm's config.json for {type(model).__name__}: {error}. Save the full "
+            "timm model (not a features_only wrapper) created by timm/repfusion_zoo.create_model."
+        ) from error
+    return read_config(folder)
+
+
+def _check_architecture(architecture: str) -> None:
     if not timm.is_model(architecture):
         raise UnknownModelError(
             f"architecture {architecture!r} is not a timm model name (after `import repfusion_zoo`). "
             "Pass the plain architecture the weights belong to, e.g. 'resnet18' or 'resnet18_cifar'."
         )
-    config = _timm_config(model, architecture)
+
+
+def add_repfusion_info(
+    config: dict[str, Any],
+    model_name: str | None = None,
+    metrics: dict[str, float] | None = None,
+    card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """timm's ``config`` plus the ``repfusion`` section (zoo entry + ``card`` fields, local paths
+    removed: a card is published) and the zoo entry's licence / paper in ``pretrained_cfg``."""
+    architecture = config["architecture"]
     card = dict(card or {})
     task = card.pop("task", "classification")
     input_size = card.pop("input_size", None)  # the size the weights were trained at, if not the zoo entry's
@@ -219,6 +220,7 @@ def build_config(
     info.update(name=model_name or info.get("name") or architecture, architecture=architecture)
     # whether plain timm (without this package) can build the architecture
     info["timm_native"] = timm.models.model_entrypoint(architecture).__module__.startswith("timm.")
+    info.update(_card.public_fields(info))
     dataset = info.get("dataset") or "unknown"
     info["metrics"] = {_card.hub_task_type(task): {dataset: dict(metrics)}} if metrics else info.get("metrics", {})
     config["repfusion"] = _json_safe(info)
@@ -236,17 +238,6 @@ def build_config(
     return config
 
 
-def _write_folder(tmp: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
-    metadata = {
-        "format": "pt",
-        "architecture": config["architecture"],
-        "timm_config": json.dumps({k: config[k] for k in ("architecture", "num_classes", "model_args") if k in config}),
-    }
-    safetensors.torch.save_file(state_dict, str(tmp / WEIGHTS_NAME), metadata=metadata)
-    write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    write_text(tmp / CARD_NAME, _card.build_model_card(config))
-
-
 def save_pretrained(
     model: nn.Module,
     folder: str | Path,
@@ -255,13 +246,15 @@ def save_pretrained(
     model_name: str | None = None,
     metrics: dict[str, float] | None = None,
     card: dict[str, Any] | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> Path:
     """Write ``model`` as a Hub-ready folder (``model.safetensors``, ``config.json``, ``README.md``).
 
     Args:
         model: a timm model (e.g. from ``repfusion_zoo.create_model``).
         folder: the target folder; written in a temp folder beside it, then renamed into place
-            (`repfusion_zoo.hub.atomic.atomic_folder`: a kill leaves the old or the new folder).
+            (`repfusion_zoo.hub.atomic.atomic_folder`: a kill leaves the old or the new folder;
+            timm's `save_for_hf` has no such guarantee, so it writes into the temp folder).
         architecture: the plain timm architecture of the weights (``"resnet18"``, ``"resnet18_cifar"``).
         model_name: the zoo name (``"resnet18_repfusion_cifar10"``); its zoo metadata fills the card.
         metrics: ``{metric: value}`` measured for ``card["task"]`` (default classification) on
@@ -269,15 +262,19 @@ def save_pretrained(
         card: extra card fields: ``teacher``, ``dataset``, ``license``, ``paper``, ``recipe``,
             ``description``, ``tags``, ``task``, and ``input_size`` ``(C, H, W)`` where the weights
             were trained at another size than the zoo entry's (it goes into ``pretrained_cfg``).
+            A ``dataset`` that is a local path is published as its folder name only; a Hub dataset
+            (``hf:org/name``) becomes the card's ``datasets`` entry.
+        label_names: the class names of the classifier (timm's ``label_names`` in ``config.json``).
 
     Returns:
         the folder path.
     """
     folder = Path(folder)
-    config = build_config(model, architecture, model_name, metrics, card)
-    state_dict = _unshared(model.state_dict())
+    _check_architecture(architecture)
     with atomic_folder(folder) as tmp:
-        _write_folder(tmp, state_dict, config)
+        config = add_repfusion_info(_save_timm_files(model, tmp, architecture, label_names), model_name, metrics, card)
+        write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+        write_text(tmp / CARD_NAME, _card.build_model_card(config))
     return folder
 
 
@@ -299,6 +296,7 @@ def update_card_metrics(folder: str | Path, metrics: dict[str, float], *, task: 
     config = read_config(folder)
     info = config.setdefault("repfusion", {})
     per_task = info.setdefault("metrics", {}).setdefault(_card.hub_task_type(task), {})
+    dataset = _card.public_dataset(dataset)  # the card is published: no local path
     per_task.setdefault(dataset, {}).update({k: float(v) for k, v in metrics.items()})
     replace_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     replace_text(folder / CARD_NAME, _card.build_model_card(config))
@@ -405,25 +403,31 @@ def _load_folder(folder: Path, architecture: str | None, **kwargs: Any) -> nn.Mo
                 f"weights_only=True), '{WEIGHTS_NAME}')."
             )
         raise ConfigError(f"{str(folder)!r} has no {WEIGHTS_NAME}; save it with repfusion_zoo.save_pretrained.")
-    config = read_config(folder) if (folder / CONFIG_NAME).is_file() else _config_for_file(weights, architecture)
+    try:
+        config = read_config(folder) if (folder / CONFIG_NAME).is_file() else _config_for_file(weights, architecture)
+        state_dict = load_safetensors(weights)
+    except FileNotFoundError as error:  # another process swapped the folder between our reads
+        raise FileNotFoundError(
+            f"{str(folder)!r} changed while it was being read ({error}). {describe_leftovers(folder) or 'Retry.'}"
+        ) from error
     if architecture:
         config["architecture"] = architecture
-    return _create_with_weights(config, load_safetensors(weights), f"folder {str(folder)!r}", **kwargs)
+    return _create_with_weights(config, state_dict, f"folder {str(folder)!r}", **kwargs)
 
 
 def _load_hub(source: str, architecture: str | None, cache_dir: str | Path | None = None, **kwargs: Any) -> nn.Module:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import snapshot_download
 
     from .network import guarded_pretrained_load, split_hub_id
 
     repo_id, revision = split_hub_id(source)
 
-    def download() -> Path:
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            path = hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir)
-        return Path(path).parent
+    def download(local_files_only: bool) -> Path:
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                      allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
 
-    folder = guarded_pretrained_load(source, source.removeprefix("hf-hub:"), download, cache_dir=cache_dir)
+    folder = guarded_pretrained_load(source, source.removeprefix("hf-hub:"), download, cache_dir=cache_dir,
+                                     filename=(CONFIG_NAME, WEIGHTS_NAME))
     return _load_folder(folder, architecture, **kwargs)
 
 
@@ -447,10 +451,13 @@ def load_pretrained(source: str | Path, **kwargs: Any) -> nn.Module:
     if path.is_file():
         return _load_file(path, architecture, **kwargs)
     looks_like_path = os.sep in str(source) or str(source).lower().endswith((".safetensors", *PICKLE_SUFFIXES))
-    if path.is_dir() or isinstance(source, Path) or looks_like_path:
-        if recover(path).is_dir():  # heals what a killed save left beside the folder
-            return _load_folder(path, architecture, **kwargs)
-        raise FileNotFoundError(f"{str(source)!r} does not exist (expected a folder or a .safetensors file).")
+    if path.is_dir():  # read only: healing a killed save is the writer's job (or `repfusion-zoo recover`)
+        return _load_folder(path, architecture, **kwargs)
+    if isinstance(source, Path) or looks_like_path:
+        note = describe_leftovers(path)
+        raise FileNotFoundError(
+            f"{str(source)!r} does not exist (expected a folder or a .safetensors file).{' ' + note if note else ''}"
+        )
     import repfusion_zoo
 
     return repfusion_zoo.create_model(str(source), pretrained=True, **kwargs)

@@ -1,14 +1,15 @@
 """Offline / no-network detection around pretrained loads, and the error that names the ways out.
 
 Without network, huggingface_hub retries a download for about 47 s and then raises an error
-that names neither the model nor the repo. `guarded_pretrained_load` wraps any pretrained load
-(timm's `load_pretrained`, `hf_hub_download`, ...) so that:
+that names neither the model nor the repo: huggingface_hub has no fast failure of its own, so
+`guarded_pretrained_load` wraps a load ``load(local_files_only)`` (which passes the flag to its
+`hf_hub_download` / `snapshot_download` calls) so that:
 
-* with ``HF_HUB_OFFLINE=1`` and a filled cache it runs untouched (huggingface_hub then makes
+* with ``HF_HUB_OFFLINE=1`` and a filled cache it runs from the cache (huggingface_hub then makes
   no network call); with an empty cache it fails at once with `NoNetworkError`;
 * with the Hub endpoint unreachable (a TCP connect probe of ``HF_ENDPOINT``'s host, or of the
   proxy in front of it, bounded by ``REPFUSION_HUB_PROBE_TIMEOUT`` seconds, default 2) it
-  loads from the cache in offline mode when the weight is cached, else fails in a few seconds
+  loads with ``local_files_only=True`` when the weight is cached, else fails in a few seconds
   with `NoNetworkError` naming the model, ``repo@revision`` and the ways out;
 * with the endpoint reachable it runs the load, and still turns a connection failure during
   the load into `NoNetworkError`.
@@ -23,7 +24,7 @@ import socket
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import NoNetworkError
@@ -41,7 +42,6 @@ __all__ = [
     "hub_endpoint",
     "is_offline",
     "is_cached",
-    "forced_offline",
     "split_hub_id",
 ]
 
@@ -117,29 +117,15 @@ def endpoint_reachable(endpoint: str | None = None, timeout: float | None = None
 def is_cached(
     repo_id: str,
     revision: str | None,
-    filename: str = WEIGHTS_NAME,
+    filename: str | tuple[str, ...] = WEIGHTS_NAME,
     cache_dir: str | Path | None = None,
 ) -> bool:
-    """Whether ``filename`` of ``repo_id@revision`` is in the local Hub cache (no network)."""
+    """Whether ``filename`` (every one of them) of ``repo_id@revision`` is in the local Hub cache (no network)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(
-        repo_id, filename, cache_dir=None if cache_dir is None else str(cache_dir), revision=revision
-    )
-    return isinstance(found, str)
-
-
-@contextlib.contextmanager
-def forced_offline() -> Iterator[None]:
-    """huggingface_hub in offline mode inside the block (it reads ``HF_HUB_OFFLINE`` only at import)."""
-    from huggingface_hub import constants
-
-    previous = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = previous
+    names = (filename,) if isinstance(filename, str) else filename
+    cache = None if cache_dir is None else str(cache_dir)
+    return all(isinstance(try_to_load_from_cache(repo_id, n, cache_dir=cache, revision=revision), str) for n in names)
 
 
 def no_network_error(name: str, hf_hub_id: str, reason: str) -> NoNetworkError:
@@ -176,50 +162,49 @@ def _network_failure_types() -> tuple[type[BaseException], ...]:
 def guarded_pretrained_load(
     name: str,
     hf_hub_id: str | None,
-    load: Callable[[], T],
+    load: Callable[[bool], T],
     *,
-    filename: str = WEIGHTS_NAME,
+    filename: str | tuple[str, ...] = WEIGHTS_NAME,
     cache_dir: str | Path | None = None,
 ) -> T:
-    """Run ``load()`` (a pretrained load that may download ``hf_hub_id``), failing fast without network.
+    """Run ``load(local_files_only)`` (a pretrained load that may download ``hf_hub_id``), failing fast without network.
 
     Args:
         name: the model name to put in errors (e.g. ``"resnet18_repfusion_cifar10"``).
         hf_hub_id: ``"org/repo@revision"`` the weight comes from; None (a local file, no Hub) runs
             ``load()`` as is.
-        load: the zero-argument callable that does the download and load.
-        filename: the weight file whose presence in the cache decides an offline load.
+        load: does the download and load; passes its ``local_files_only`` argument to huggingface_hub.
+        filename: the file(s) whose presence in the cache decides an offline load.
         cache_dir: the Hub cache to look in (default: huggingface_hub's ``HF_HUB_CACHE``).
 
     Returns:
-        whatever ``load()`` returns.
+        whatever ``load`` returns.
 
     Raises:
         NoNetworkError: no network (or offline mode) and the weight is not cached, within a few
             seconds; names ``name``, ``repo@revision`` and the ways out.
     """
     if not hf_hub_id:
-        return load()
+        return load(False)
     repo_id, revision = split_hub_id(hf_hub_id)
     if revision and REGEX_COMMIT_HASH.fullmatch(revision) and is_cached(repo_id, revision, filename, cache_dir):
-        # a pinned commit already in the cache: huggingface_hub serves it without any request
-        return _run(name, hf_hub_id, load, "the cached copy is incomplete")
+        # a pinned commit already in the cache: no request needed
+        return _run(name, hf_hub_id, load, True, "the cached copy is incomplete")
     if is_offline():
-        return _run(name, hf_hub_id, load, "HF_HUB_OFFLINE=1 is set and the weight is not in the cache")
+        return _run(name, hf_hub_id, load, True, "HF_HUB_OFFLINE=1 is set and the weight is not in the cache")
     if endpoint_reachable():
-        return _run(name, hf_hub_id, load, f"the Hub endpoint {hub_endpoint()} failed during the download")
+        return _run(name, hf_hub_id, load, False, f"the Hub endpoint {hub_endpoint()} failed during the download")
     if is_cached(repo_id, revision, filename, cache_dir):
-        with forced_offline():
-            return _run(name, hf_hub_id, load, "no network and the cached copy is incomplete")
+        return _run(name, hf_hub_id, load, True, "no network and the cached copy is incomplete")
     raise no_network_error(
         name, hf_hub_id, f"no network: {hub_endpoint()} is unreachable and the weight is not in the cache"
     )
 
 
-def _run(name: str, hf_hub_id: str, load: Callable[[], T], reason: str) -> T:
-    """``load()``, turning a failure to reach the Hub into `NoNetworkError` (other errors pass through)."""
+def _run(name: str, hf_hub_id: str, load: Callable[[bool], T], local_files_only: bool, reason: str) -> T:
+    """``load(local_files_only)``, turning a failure to reach the Hub into `NoNetworkError` (other errors pass through)."""
     try:
-        return load()
+        return load(local_files_only)
     except Exception as error:
         if isinstance(error, _network_failure_types()):
             raise no_network_error(name, hf_hub_id, f"{reason}: {type(error).__name__}") from error

@@ -44,19 +44,20 @@ def resolve_hub_source(name: str) -> tuple[str, str]:
 
 def prefetch(name: str, cache_dir: str | Path | None = None) -> Path:
     """Download the weight (and ``config.json`` if present) of ``name`` into the Hub cache; return the weight path."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import EntryNotFoundError
 
     hf_hub_id, filename = resolve_hub_source(name)
     repo_id, revision = split_hub_id(hf_hub_id)
     cache = None if cache_dir is None else str(cache_dir)
 
-    def download() -> Path:
-        try:
-            hf_hub_download(repo_id, CONFIG_NAME, revision=revision, cache_dir=cache)
-        except EntryNotFoundError:
-            pass  # plain timm repos may carry no config.json; the weight is what matters
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache))
+    def download(local_files_only: bool) -> Path:
+        folder = snapshot_download(repo_id, revision=revision, cache_dir=cache, local_files_only=local_files_only,
+                                   allow_patterns=[CONFIG_NAME, filename])  # config.json where the repo has one
+        weight = Path(folder) / filename
+        if not weight.is_file():
+            raise EntryNotFoundError(f"{repo_id}@{revision or 'main'} has no {filename}")
+        return weight
 
     return guarded_pretrained_load(name, hf_hub_id, download, filename=filename, cache_dir=cache_dir)
 

@@ -49,22 +49,33 @@ def push_to_hub(
         commit_message: default ``"Upload <zoo name> (repfusion-zoo)"``.
         token, endpoint: passed to `huggingface_hub.HfApi` (default: the logged-in token, ``HF_ENDPOINT``).
     """
-    from huggingface_hub import HfApi
+    import json
 
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from .card import build_model_card
     from .folder import read_config
 
     folder = check_folder(folder)
-    name = read_config(folder).get("repfusion", {}).get("name", folder.name)
+    config = read_config(folder)
+    name = config.get("repfusion", {}).get("name", folder.name)
     api = HfApi(endpoint=endpoint, token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     if revision and revision != "main":
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.upload_folder(
+    # the folder as saved, with this repo's id in config.json and in the card's snippet (the local
+    # folder is left as it is). HfApi, not timm's push_to_hf_hub: that one re-saves from a model
+    # object; here the folder is already the published format.
+    config.setdefault("repfusion", {})["hub_repo"] = repo_id
+    info = api.create_commit(
         repo_id=repo_id,
-        folder_path=str(folder),
         revision=revision,
         commit_message=commit_message or f"Upload {name} (repfusion-zoo)",
-        allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+        operations=[
+            CommitOperationAdd(WEIGHTS_NAME, str(folder / WEIGHTS_NAME)),
+            CommitOperationAdd(CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode()),
+            CommitOperationAdd(CARD_NAME, build_model_card(config).encode()),
+        ],
     )
     sha = info.oid
     print(f"pushed {name}: hf_hub_id='{repo_id}@{sha}'")

@@ -14,10 +14,13 @@ from .base import Metric, Task
 
 
 def input_normalization(backbone: nn.Module, in_chans: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backbone's `pretrained_cfg` mean/std as `[1, in_chans, 1, 1]` tensors (averaged for grey input)."""
-    cfg = getattr(backbone, "pretrained_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", (0.5,) * in_chans), dtype=torch.float32)
-    std = torch.tensor(cfg.get("std", (0.5,) * in_chans), dtype=torch.float32)
+    """The backbone's mean/std (`timm.data.resolve_model_data_config`) as `[1, in_chans, 1, 1]`
+    tensors (averaged for grey input)."""
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(backbone)
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32)
+    std = torch.tensor(cfg["std"], dtype=torch.float32)
     if mean.numel() != in_chans:
         mean, std = mean.mean().repeat(in_chans), std.mean().repeat(in_chans)
     return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
@@ -74,6 +77,13 @@ def create_backbone(name: str, pretrained: bool, *, num_classes: int, in_chans: 
     return create_model(str(name), pretrained=False, num_classes=num_classes, in_chans=in_chans, **dict(model_kwargs or {}))
 
 
+def class_names(dataset: Dataset) -> list[str]:
+    """The dataset's class names (`classes`), also through `Subset` / `ConcatDataset` wrappers; [] if none."""
+    while not hasattr(dataset, "classes") and (hasattr(dataset, "dataset") or getattr(dataset, "datasets", None)):
+        dataset = dataset.dataset if hasattr(dataset, "dataset") else dataset.datasets[0]
+    return [str(name) for name in getattr(dataset, "classes", None) or []]
+
+
 class TopKAccuracy(Metric):
     """Top-1 accuracy in percent; state = [correct, count] (float64, additive)."""
 
@@ -100,6 +110,7 @@ class ClassificationTask(Task):
 
     def __init__(self) -> None:
         self.num_classes: int | None = None
+        self.label_names: list[str] | None = None  # class index -> name, from the training data
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -121,6 +132,8 @@ class ClassificationTask(Task):
                               crop_padding=int(cfg.get("crop_padding", 0)), **common)
         test = build_dataset(cfg["dataset"], split="test", augment=False, **common)
         self.num_classes = int(cfg.get("num_classes") or num_classes(train))
+        names = class_names(train)
+        self.label_names = names if len(names) == self.num_classes else None
         return train, test
 
     def build_model(self, backbone: str, pretrained: bool, cfg: Mapping[str, Any]) -> nn.Module:

@@ -92,20 +92,19 @@ def _download(source: str) -> Path:
     """
     from huggingface_hub import snapshot_download
 
-    from ..hub.network import forced_offline, guarded_pretrained_load, split_hub_id
+    from ..hub.network import guarded_pretrained_load, split_hub_id
 
     repo_id, revision = split_hub_id(source)
     patterns = ["*.json", _WEIGHTS, f"unet/{_WEIGHTS}"]
 
-    def fetch() -> str:
-        return snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
+    def fetch(local_files_only: bool) -> str:
+        return snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=local_files_only)
 
     try:
         return Path(guarded_pretrained_load(repo_id, source, fetch, filename="config.json"))
     except NoNetworkError as error:
         try:  # a pipeline repo has no root config.json: the cache may still hold it
-            with forced_offline():
-                return Path(fetch())
+            return Path(fetch(True))
         except Exception:
             pass
         raise NoNetworkError(

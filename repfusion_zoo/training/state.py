@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 
 from ..errors import ConfigError
 
@@ -46,11 +44,9 @@ class Progress:
 
 
 def seed_step(seed: int, step: int, rank: int) -> None:
-    """Reseed python, numpy and torch from (seed, step, rank): each step's randomness is history-free."""
-    value = (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**31 - 1)
-    random.seed(value)
-    np.random.seed(value)
-    torch.manual_seed(value)
+    """Reseed python, numpy and torch (accelerate's `set_seed`) from (seed, step, rank): each step's
+    randomness is history-free."""
+    set_seed((seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**31 - 1))
 
 
 def seed_everything(seed: int) -> None:
