@@ -42,6 +42,7 @@ RECIPES = Path(__file__).resolve().parent
 CONFIGS = RECIPES / "configs"
 DEFAULT_CONFIG = CONFIGS / "offline_default.yaml"
 
+from repfusion_zoo.data.base import unaugmented  # noqa: E402
 from repfusion_zoo.data.subsets import LabelBudget, read_indices  # noqa: E402
 from repfusion_zoo.errors import ConfigError  # noqa: E402
 from repfusion_zoo.tasks import TASKS, get_task  # noqa: E402
@@ -278,16 +279,15 @@ def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:
     return cache
 
 
-def report_timesteps(cfg: Any, repfusion: nn.Module, device: torch.device) -> dict[str, Any] | None:
-    """`repfusion_zoo.policy_report.timestep_report` on up to 1000 labelled, un-augmented train images
+def report_timesteps(cfg: Any, repfusion: nn.Module, train_set: Any, device: torch.device) -> dict[str, Any] | None:
+    """`repfusion_zoo.policy_report.timestep_report` on up to 1000 labelled train images, un-augmented
     (classification with a decoder g only; None otherwise)."""
-    from repfusion_zoo.data import build_dataset
     from repfusion_zoo.policy_report import timestep_report
     from repfusion_zoo.training.data import collate
 
     if not cfg.timestep_report or cfg.task != "classification" or repfusion.decoder is None:
         return None
-    dataset = build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans, seed=cfg.seed)
+    dataset = unaugmented(train_set)
     rows = read_indices(cfg.label_subset or cfg.train_subset) if (cfg.label_subset or cfg.train_subset) else range(len(dataset))
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(cfg.seed))[:1000].tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, [rows[i] for i in order]),
@@ -328,6 +328,7 @@ def distill(cfg: Any) -> dict[str, Any]:
     teacher = build_teacher(cfg, resolve_teacher(cfg), getattr(train_set, "classes", ()))
     if cfg.teacher_cache:
         teacher = cached_teacher(cfg, teacher, train_set)
+    plain_train = train_set  # every label, before the label budget
     if cfg.label_subset:  # decoder g and the policy's reward see only these labels
         train_set = LabelBudget(train_set, read_indices(cfg.label_subset))
     seed_everything(cfg.seed)  # the same student init whether the teacher was trained or reused
@@ -349,7 +350,8 @@ def distill(cfg: Any) -> dict[str, Any]:
     num_t = int(getattr(teacher, "num_train_timesteps", 1000))
     trainer.fit(step_fn, histograms={"t": num_t})
     result: dict[str, Any] = {"output_dir": str(out), "distill_seconds": round(time.time() - started, 1)}
-    report = report_timesteps(cfg, acc.unwrap_model(wrapped).repfusion, acc.device) if acc.is_main_process else None
+    unwrapped = acc.unwrap_model(wrapped).repfusion
+    report = report_timesteps(cfg, unwrapped, plain_train, acc.device) if acc.is_main_process else None
     if report is not None:
         (out / "timestep_report.json").write_text(json.dumps(report, indent=2))
         result["timestep_report"] = str(out / "timestep_report.json")

@@ -1,6 +1,7 @@
 """The common face of every classification dataset: dict items, `classes`, `num_classes`, `labels`."""
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -80,3 +81,10 @@ def num_classes(dataset: Dataset) -> int:
         else:
             raise DatasetError(f"{type(dataset).__name__} has no `num_classes`; build it with repfusion_zoo.data.build_dataset")
     return int(dataset.num_classes)
+
+
+def unaugmented(dataset: ImageClassificationDataset) -> ImageClassificationDataset:
+    """The same items without training augmentation (a shallow copy: no file is read again)."""
+    plain = copy.copy(dataset)
+    plain.augmentation = None
+    return plain
