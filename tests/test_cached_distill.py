@@ -1,0 +1,88 @@
+"""Distilling from a teacher-feature cache is distilling from the teacher: for the same seed, time-step
+set and batches (flips included), an fp32 cache gives the online run's losses step by step; and a
+cache that does not match the run is refused, naming the field."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from _data_fixtures import write_image_folder
+from _recipes_common import RECIPES, tiny_teacher  # noqa: F401  (fixture)
+from repfusion_zoo import create_model
+from repfusion_zoo.cache import build_feature_cache
+from repfusion_zoo.data import build_dataset
+from repfusion_zoo.distill import build_repfusion
+from repfusion_zoo.errors import CacheMismatchError
+from repfusion_zoo.teachers import DiffusionTeacher
+from repfusion_zoo.teachers.cached import CachedTeacher, check_cache_for_run
+from repfusion_zoo.training.data import seeded_train_loader
+
+sys.path.insert(0, str(RECIPES))
+from distill import DistillModel  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TIMESTEPS = [0, 10, 500]
+
+
+def _losses(teacher: torch.nn.Module, dataset, steps: int = 3) -> list[dict[str, float]]:
+    """`steps` RepFusion steps (reinforce over TIMESTEPS, hint loss, SGD) from seed 0; the scalars of each."""
+    torch.manual_seed(0)
+    student = create_model("resnet18_cifar", num_classes=0, channels=[8, 16, 32, 64])
+    rf = build_repfusion(teacher, student_channels=64, num_classes=dataset.num_classes,
+                         strategy_kwargs={"timesteps": TIMESTEPS})
+    model = DistillModel(student, rf, in_chans=3)
+    optimizer = torch.optim.SGD([*student.parameters(), *rf.trainable_parameters()], lr=0.1, momentum=0.9)
+    loader, _, _ = seeded_train_loader(dataset, 8, seed=0)
+    out: list[dict[str, float]] = []
+    for _, batch in zip(range(steps), loader):
+        result = model(batch["image"], batch["label"], 0.5, batch["index"], batch["flip"])
+        result["total"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        out.append({k: float(v) for k, v in result.items() if v.dim() == 0})
+    return out
+
+
+@pytest.fixture
+def flipped_folder(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "images", {"a": 12, "b": 12}, size=8)
+
+
+def test_cached_and_online_distillation_give_the_same_losses(tmp_path, tiny_teacher, flipped_folder):  # noqa: F811
+    teacher = DiffusionTeacher(tiny_teacher, layer="mid")
+    plain = build_dataset(str(flipped_folder), split="train", image_size=8)
+    cache = build_feature_cache(teacher, plain, tmp_path / "cache", timesteps=TIMESTEPS, dataset_spec=str(flipped_folder),
+                                split="train", dtype="float32")
+    augmented = build_dataset(str(flipped_folder), split="train", image_size=8, augment=True)  # flips
+    online = _losses(teacher, augmented)
+    cached = _losses(CachedTeacher(cache, num_train_timesteps=teacher.num_train_timesteps), augmented)
+    assert len(online) == len(cached) == 3 and set(online[0]) == {"decoder", "policy", "entropy", "distill", "total",
+                                                                   "policy_entropy"}
+    for step_online, step_cached in zip(online, cached):
+        for name, value in step_online.items():
+            assert step_cached[name] == pytest.approx(value, abs=1e-5), (name, step_online, step_cached)
+
+
+def test_a_cache_that_does_not_match_the_run_is_refused(tmp_path, tiny_teacher, flipped_folder):  # noqa: F811
+    teacher = DiffusionTeacher(tiny_teacher, layer="mid")
+    plain = build_dataset(str(flipped_folder), split="train", image_size=8)
+    cache = CachedTeacher(build_feature_cache(teacher, plain, tmp_path / "cache", timesteps=TIMESTEPS,
+                                              dataset_spec=str(flipped_folder), split="train", dtype="float32"))
+    flips = build_dataset(str(flipped_folder), split="train", image_size=8, augment=True)
+    check_cache_for_run(cache, teacher=teacher, dataset=flips, timesteps="all", indices=None, dataset_spec="x")  # matches
+    with pytest.raises(CacheMismatchError, match=r"layer.*'mid'.*'down.1'"):
+        check_cache_for_run(cache, teacher=DiffusionTeacher(tiny_teacher, layer="down.1"), dataset=flips,
+                            timesteps="all", indices=None, dataset_spec="x")
+    with pytest.raises(CacheMismatchError, match="999"):
+        check_cache_for_run(cache, teacher=teacher, dataset=flips, timesteps="0,999", indices=None, dataset_spec="x")
+    crops = build_dataset(str(flipped_folder), split="train", image_size=8, augment=True, crop_padding=2)
+    with pytest.raises(CacheMismatchError, match="crop2"):
+        check_cache_for_run(cache, teacher=teacher, dataset=crops, timesteps="all", indices=None, dataset_spec="x")
+    other = write_image_folder(tmp_path / "other", {"a": 12, "b": 12}, size=8, seed=1)
+    (other / "train" / "a" / "0000.png").write_bytes((other / "train" / "a" / "0000.png").read_bytes() + b"\0")
+    with pytest.raises(CacheMismatchError, match="dataset_fingerprint"):
+        check_cache_for_run(cache, teacher=teacher, dataset=build_dataset(str(other), split="train", image_size=8, augment=True),
+                            timesteps="all", indices=None, dataset_spec="x")
