@@ -42,7 +42,7 @@ def _losses(teacher: torch.nn.Module, dataset, steps: int = 3) -> list[dict[str,
         result["total"].backward()
         optimizer.step()
         optimizer.zero_grad()
-        out.append({k: float(v) for k, v in result.items() if v.dim() == 0})
+        out.append({k: float(v.detach()) for k, v in result.items() if v.dim() == 0})
     return out
 
 
