@@ -14,6 +14,7 @@ The order of a build (every step safe to kill; rerunning the same call resumes):
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -88,8 +89,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def started_shard_rows(folder: Path) -> int:
     """The shard size of a build already started in `folder` (0 if none): a resume keeps it."""
-    import json
-
     spec_file = folder / BUILD_SPEC
     return int(json.loads(spec_file.read_text()).get("shard_rows", 0)) if spec_file.is_file() else 0
 
@@ -97,8 +96,6 @@ def started_shard_rows(folder: Path) -> int:
 def prepare_folder(folder: Path, spec: CacheManifest) -> str:
     """"complete" (a finished cache of these settings, every shard there), "resume" or "fresh";
     refuses a folder holding another build."""
-    import json
-
     folder.mkdir(parents=True, exist_ok=True)
     ours = json.loads(spec.to_json())
     for name, state in ((MANIFEST, "complete"), (BUILD_SPEC, "resume")):
