@@ -202,6 +202,9 @@ def test_missing_shard_of_a_finished_cache(tmp_path, teacher, digits8, one_threa
     (out / "shard-00001.npy").unlink()
     with pytest.raises(IncompleteCacheError, match="lacks shard shard-00001.npy.*it resumes"):
         FeatureCache(out)
+    kept = (out / "shard-00000.npy").stat().st_mtime_ns
+    build(teacher, digits8, out, indices=range(8), shard_rows=0, batch_size=12)  # a rerun rebuilds only that shard
+    assert len(FeatureCache(out)) == 8 and (out / "shard-00000.npy").stat().st_mtime_ns == kept
     with pytest.raises(IncompleteCacheError, match=r"no manifest.json; no build was started there"):
         FeatureCache(tmp_path / "nothing")
 

@@ -14,6 +14,7 @@ The order of a build (every step safe to kill; rerunning the same call resumes):
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -86,10 +87,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def prepare_folder(folder: Path, spec: CacheManifest) -> str:
-    """"complete" (a finished cache of these settings), "resume" or "fresh"; refuses another build's folder."""
-    import json
+def started_shard_rows(folder: Path) -> int:
+    """The shard size of a build already started in `folder` (0 if none): a resume keeps it."""
+    spec_file = folder / BUILD_SPEC
+    return int(json.loads(spec_file.read_text()).get("shard_rows", 0)) if spec_file.is_file() else 0
 
+
+def prepare_folder(folder: Path, spec: CacheManifest) -> str:
+    """"complete" (a finished cache of these settings, every shard there), "resume" or "fresh";
+    refuses a folder holding another build."""
     folder.mkdir(parents=True, exist_ok=True)
     ours = json.loads(spec.to_json())
     for name, state in ((MANIFEST, "complete"), (BUILD_SPEC, "resume")):
@@ -100,7 +106,8 @@ def prepare_folder(folder: Path, spec: CacheManifest) -> str:
                     f"{folder} holds another teacher cache ({name}: {difference}); choose another --output_dir, "
                     f"or delete {folder} to rebuild it with these settings"
                 )
-            return state
+            missing = [shard for shard in spec.shards if not (folder / shard).is_file()]
+            return "resume" if missing else state
     if any(folder.glob("shard-*.npy")):
         raise CacheMismatchError(f"{folder} holds shard files but no {BUILD_SPEC}: not a build of these settings; "
                                  "choose another --output_dir or delete that folder")
@@ -233,7 +240,8 @@ def build_feature_cache(
     per_image = len(spec.views) * len(spec.timesteps)
     chunk = images_per_chunk(batch_size, per_image)
     per_row = row_bytes(len(spec.views), len(spec.timesteps), spec.feature_shape, dtype)
-    spec.shard_rows = int(shard_rows) if shard_rows > 0 else auto_shard_rows(spec.num_items, per_row, per_image, chunk)
+    spec.shard_rows = (int(shard_rows) if shard_rows > 0 else started_shard_rows(folder)
+                       or auto_shard_rows(spec.num_items, per_row, per_image, chunk))
     if on_main(state, lambda: prepare_folder(folder, spec)) == "complete":
         state.print(f"[cache] {folder} is already complete", flush=True)
         return folder

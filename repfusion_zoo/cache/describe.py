@@ -34,7 +34,7 @@ def check_indices(indices: Sequence[int] | np.ndarray | None, dataset_size: int)
     """The dataset indices to cache as ``int64[n]`` (None = every item, in order); each in range, once."""
     if indices is None:
         return None
-    array = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64).reshape(-1)
+    array = np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(array) == 0:
         raise ConfigError("indices is empty; give at least one dataset index, or None for the whole split")
     bad = array[(array < 0) | (array >= dataset_size)]

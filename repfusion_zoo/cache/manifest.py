@@ -195,7 +195,7 @@ def _check_views(manifest: CacheManifest, wanted: Any) -> None:
 
 
 def _check_indices(manifest: CacheManifest, wanted: Any) -> None:
-    wanted = np.arange(manifest.dataset_size) if wanted is None else np.asarray(list(wanted), dtype=np.int64)
+    wanted = np.arange(manifest.dataset_size) if wanted is None else np.asarray(wanted, dtype=np.int64).reshape(-1)
     missing = np.setdiff1d(wanted, manifest.cached_indices())
     if len(missing):
         raise CacheMismatchError(
