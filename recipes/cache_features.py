@@ -78,7 +78,7 @@ def cache_features(cfg: CacheConfig) -> str:
     from repfusion_zoo.cache import build_feature_cache
     from repfusion_zoo.data import build_dataset
     from repfusion_zoo.data.subsets import per_class_subset
-    from repfusion_zoo.training.loop import multi_process_cpu
+    from repfusion_zoo.distributed import multi_process_cpu
 
     configure_cpu_threads(cfg.cpu_threads)
     state = PartialState(cpu=multi_process_cpu())

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from repfusion_zoo.errors import ConfigError, InputError, RepFusionError
-from repfusion_zoo.hub.atomic import atomic_folder
+from repfusion_zoo.atomic import atomic_folder
 from repfusion_zoo.training.config import format_help, load_config, opt, to_dict, wants_help
 from repfusion_zoo.training.threads import configure_cpu_threads
 
@@ -202,7 +202,7 @@ def config_key_from(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ atomic output
-# `atomic_folder` (repfusion_zoo.hub.atomic): a temp folder beside the target, swapped in on success;
+# `atomic_folder` (repfusion_zoo.atomic): a temp folder beside the target, swapped in on success;
 # a killed earlier writer's leftovers are healed first. A kill never leaves a half teacher.
 
 
@@ -268,7 +268,7 @@ def make_accelerator(cfg: TeacherConfig, run_dir: Path) -> Accelerator:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    from repfusion_zoo.training.loop import multi_process_cpu
+    from repfusion_zoo.distributed import multi_process_cpu
 
     trackers = [t for t in cfg.report_to.split(",") if t and t != "none"]
     return Accelerator(

@@ -10,7 +10,7 @@ from typing import Any
 from . import models  # noqa: F401  (registers the student architectures timm lacks)
 from .zoo import create_model, list_models  # registers the zoo names
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402  (one place: repfusion_zoo/version.py)
 
 _HUB_EXPORTS = ("save_pretrained", "load_pretrained", "push_to_hub")
 

@@ -11,7 +11,7 @@ COMMANDS: dict[str, str] = {
     "probe": "repfusion_zoo.probe",
     "prefetch": "repfusion_zoo.hub.prefetch",
     "models": "repfusion_zoo.zoo",
-    "recover": "repfusion_zoo.hub.atomic",
+    "recover": "repfusion_zoo.atomic",
 }
 
 

@@ -49,8 +49,10 @@ from .errors import (
     UnsafeWeightsError,
     WeightsMismatchError,
 )
+from .atomic import describe_leftovers
 from .hub import WEIGHTS_NAME
 from .models import CIFAR10_MEAN, CIFAR10_STD, register_new_model
+from .version import __version__
 
 __all__ = ["ZOO", "ZooEntry", "create_model", "list_models", "zoo_info", "model_table"]
 
@@ -198,8 +200,6 @@ default_cfgs = generate_default_cfgs({name: _pretrained_cfg(entry) for name, ent
 
 def recipes_command() -> str:
     """The shell command that fetches and unpacks this version's recipes/ (for a pip-only install)."""
-    from . import __version__
-
     return GET_RECIPES.format(version=__version__)
 
 
@@ -399,8 +399,6 @@ def _unknown_model_error(name: str) -> UnknownModelError:
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     if os.sep in name or name.startswith("local-dir:"):
-        from .hub.atomic import describe_leftovers
-
         folder = name.removeprefix("local-dir:")
         note = describe_leftovers(Path(folder).expanduser())
         hint = f" No folder {folder!r} exists.{' ' + note if note else ''}{hint}"

@@ -17,7 +17,8 @@ from huggingface_hub import ModelCard
 
 import repfusion_zoo
 from repfusion_zoo.errors import ConfigError, PretrainedUnavailableError, UnsafeWeightsError, WeightsMismatchError
-from repfusion_zoo.hub import atomic, load_pretrained, load_state_dict_strict, push_to_hub, save_pretrained, update_card_metrics
+from repfusion_zoo import atomic
+from repfusion_zoo.hub import load_pretrained, load_state_dict_strict, push_to_hub, save_pretrained, update_card_metrics
 from repfusion_zoo.hub.folder import read_config
 
 from _hub_fixtures import same_weights
@@ -277,7 +278,7 @@ def test_a_folder_another_process_is_writing_loads_or_fails_cleanly(saved, tmp_p
     model, folder = saved
     code = textwrap.dedent(f"""
         import sys, time
-        from repfusion_zoo.hub.atomic import atomic_folder
+        from repfusion_zoo.atomic import atomic_folder
         for target in ({str(folder)!r}, {str(tmp_path / "new")!r}):
             context = atomic_folder(target)
             tmp = context.__enter__()

@@ -15,18 +15,18 @@ The order of a build (every step safe to kill; rerunning the same call resumes):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import CacheMismatchError, ConfigError, DiskSpaceError, IncompleteCacheError, RepFusionError
-from ..hub.atomic import leftover_path, recover, replace_text
+from ..atomic import recover, replace_file, replace_text
+from ..distributed import on_main, process_state
+from ..errors import CacheMismatchError, ConfigError, DiskSpaceError, IncompleteCacheError
 from .describe import check_indices, describe_cache, finished_now
 from .encode import encode_views
 from .layout import (BUILD_SPEC, INDICES, MANIFEST, VIEWS, auto_shard_rows, human_bytes, images_per_chunk,
@@ -35,35 +35,8 @@ from .manifest import CacheManifest
 
 __all__ = ["build_feature_cache", "BUILD_FIELDS"]
 
-T = TypeVar("T")
 #: manifest fields a resumed build must share with the one that started the folder
 BUILD_FIELDS = tuple(k for k in CacheManifest.__dataclass_fields__ if k not in ("created", "code_version", "path", "index_array"))
-
-
-# ------------------------------------------------------------------------------ processes
-def _default_state() -> Any:
-    from accelerate import PartialState
-
-    from ..training.loop import multi_process_cpu
-
-    return PartialState(cpu=multi_process_cpu())
-
-
-def on_main(state: Any, fn: Callable[[], T]) -> T:
-    """Run `fn` on the main process and give every process its result (or raise its error everywhere)."""
-    box: list[Any] = [None, None]
-    if state.is_main_process:
-        try:
-            box[0] = fn()
-        except RepFusionError as error:
-            box[1] = error
-    if state.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        broadcast_object_list(box, from_process=0)
-    if box[1] is not None:
-        raise box[1]
-    return box[0]
 
 
 # ------------------------------------------------------------------------------ the folder
@@ -75,16 +48,12 @@ def _first_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str | Non
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """`np.save` to a temp file beside `path`, fsync, rename."""
-    tmp = leftover_path(path, "tmp")
-    try:
+    """`np.save` through `replace_file` (a temp file beside `path`, fsynced, renamed)."""
+    def write(tmp: Path) -> None:
         with tmp.open("wb") as handle:
             np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    replace_file(path, write)
 
 
 def started_shard_rows(folder: Path) -> int:
@@ -183,19 +152,15 @@ class ShardWriter:
 
     def write(self, shard: int, progress: Any) -> None:
         """Shard `shard`, written under a temp name and renamed when finished (never half under its name)."""
-        target = self.folder / shard_name(shard)
-        tmp = leftover_path(target, "tmp")
         shape = (self.rows(shard), len(self.spec.views), len(self.spec.timesteps), *self.spec.feature_shape)
-        try:
+
+        def fill(tmp: Path) -> None:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.spec.dtype, shape=shape)
             self._fill(array.reshape(-1, *self.spec.feature_shape), shard, progress)
             array.flush()
             del array
-            with tmp.open("rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+        replace_file(self.folder / shard_name(shard), fill)
 
 
 # ------------------------------------------------------------------------------ the build
@@ -231,7 +196,7 @@ def build_feature_cache(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    state = state or _default_state()
+    state = state or process_state()
     folder = Path(output_dir).expanduser()
     teacher = teacher.to(state.device)
     spec = describe_cache(teacher, dataset, timesteps=timesteps, dataset_spec=dataset_spec, split=split,

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ConfigError, DatasetError
 from ..timesteps import parse_timesteps
+from ..version import __version__
 from .fingerprint import array_sha256, dataset_fingerprint, teacher_sha256
 from .layout import DTYPES, INDICES, VIEWS
 from .manifest import FORMAT_VERSION, CacheManifest
@@ -81,8 +82,6 @@ def describe_cache(
 ) -> CacheManifest:
     """The manifest of the cache these settings build; ``shard_rows`` (0) is the builder's to set,
     ``created`` stays empty until the cache is finished."""
-    from .. import __version__
-
     _check_teacher(teacher, dataset)
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not one of {list(DTYPES)}")

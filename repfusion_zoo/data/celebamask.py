@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..atomic import replace_file
 from ..errors import DatasetError
 from .readers import read_image
 
@@ -92,22 +92,9 @@ def combine_parts(root: Path, image_id: int, size: tuple[int, int] | None = None
     return mask
 
 
-def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """`write(temp_path)` into a temp file beside `path`, then rename it onto `path` (no half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, suffix=f"{path.suffix}.tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
 def write_png_atomic(array: np.ndarray, path: Path) -> None:
     """Write a uint8 `[H, W]` PNG through a temp file and a rename (no half-written cache)."""
-    replace_atomically(path, lambda temp: Image.fromarray(array).save(temp, format="PNG"))
+    replace_file(path, lambda temp: Image.fromarray(array).save(temp, format="PNG"))
 
 
 def read_label_mask(path: Path, num_labels: int = NUM_LABELS) -> np.ndarray:
@@ -190,7 +177,7 @@ def load_or_write_split(
             )
         return {name: saved[name] for name in SPLITS}
     split = make_split(ids, seed, val_fraction, test_fraction)
-    replace_atomically(path, lambda temp: Path(temp).write_text(json.dumps({"settings": settings, **split})))
+    replace_file(path, lambda temp: temp.write_text(json.dumps({"settings": settings, **split})))
     return split
 
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..atomic import replace_text
 from ..errors import DatasetError
 
 __all__ = ["per_class_subset", "read_indices", "write_indices", "LabelBudget"]
@@ -64,8 +65,6 @@ def read_indices(path: str | Path) -> list[int]:
 
 def write_indices(path: str | Path, indices: Sequence[int]) -> Path:
     """Write a subset file (a JSON list of dataset indices) atomically; returns its path."""
-    from ..hub.atomic import replace_text
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_text(path, json.dumps([int(i) for i in indices]))

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..hub.atomic import replace_text
+from ..atomic import replace_text
 from .config import ExperimentConfig
 
 __all__ = ["write_results", "summarise", "results_markdown"]

@@ -23,10 +23,10 @@ from typing import Any, Mapping
 
 from torch.utils.data import Dataset, Subset
 
+from ..atomic import replace_text
 from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
-from ..hub.atomic import replace_text
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
 from .evaluation import frozen_knn, validation_top1

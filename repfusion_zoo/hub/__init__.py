@@ -30,8 +30,6 @@ _EXPORTS: dict[str, str] = {
     "guarded_pretrained_load": "network",
     "prefetch": "prefetch",
     "check_safetensors_file": "folder",
-    "atomic_folder": "atomic",
-    "recover": "atomic",
 }
 
 __all__ = list(_EXPORTS)

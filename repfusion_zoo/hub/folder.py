@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import ConfigError, UnknownModelError, UnsafeWeightsError, WeightsMismatchError
 from . import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from . import card as _card
-from .atomic import atomic_folder, describe_leftovers, recover, replace_text, write_text
+from ..atomic import atomic_folder, describe_leftovers, recover, replace_text, write_text
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pth.tar", ".ckpt", ".pkl", ".pickle", ".tar")
 _INHERITED_KEYS = ("tag", "origin_url", "paper_name", "paper_ids", "notes", "description", "license")
@@ -253,7 +253,7 @@ def save_pretrained(
     Args:
         model: a timm model (e.g. from ``repfusion_zoo.create_model``).
         folder: the target folder; written in a temp folder beside it, then renamed into place
-            (`repfusion_zoo.hub.atomic.atomic_folder`: a kill leaves the old or the new folder;
+            (`repfusion_zoo.atomic.atomic_folder`: a kill leaves the old or the new folder;
             timm's `save_for_hf` has no such guarantee, so it writes into the temp folder).
         architecture: the plain timm architecture of the weights (``"resnet18"``, ``"resnet18_cifar"``).
         model_name: the zoo name (``"resnet18_repfusion_cifar10"``); its zoo metadata fills the card.

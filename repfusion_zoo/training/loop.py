@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data.subsets import check_indices, read_indices
+from ..distributed import multi_process_cpu
 from ..errors import ConfigError
 from .config import opt, to_dict
 from .data import seeded_train_loader
@@ -76,16 +77,6 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
         project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-
-
-def multi_process_cpu() -> bool:
-    """True when launched as several processes (torchrun / `accelerate launch --multi_gpu`) without CUDA.
-
-    Accelerate picks the gloo MULTI_CPU backend only when asked for the CPU; without this a
-    CPU-only multi-process launch would run N independent single-process copies.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    return world > 1 and not torch.cuda.is_available()
 
 
 def micro_batch_size(cfg: TrainConfig, num_processes: int) -> int:

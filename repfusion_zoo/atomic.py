@@ -1,8 +1,11 @@
-"""Atomic writes of a folder or a file that heal after a kill.
+"""Atomic writes of a folder or a file that heal after a kill (every part that writes uses them).
 
 `atomic_folder(target)` yields an empty temp folder beside ``target``; when the block ends
-without error the temp folder takes ``target``'s place, else it is removed. `replace_text(path,
-text)` does the same for one file (one rename, no ``.old-``; `update_card_metrics` uses it).
+without error the temp folder takes ``target``'s place, else it is removed. `replace_file(path,
+write)` does the same for one file: ``write(temp_path)`` fills a temp file beside it, which is
+fsynced and renamed onto ``path`` (one rename, no ``.old-``); `replace_text(path, text)` is that
+for text, after healing what killed writers left (`update_card_metrics`, the cache, subsets and
+the experiment's results use it).
 The hidden names beside ``target`` carry their writer (``<host>`` is this machine's name,
 ``-`` and other unusual characters as ``_``):
 
@@ -39,11 +42,12 @@ import socket
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
-__all__ = ["atomic_folder", "replace_text", "write_text", "recover", "leftover_path", "describe_leftovers", "add_parser"]
+__all__ = ["atomic_folder", "replace_file", "replace_text", "write_text", "recover", "leftover_path",
+           "describe_leftovers", "fsync_folder", "add_parser"]
 
 HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
 KINDS = ("tmp", "old")
@@ -191,16 +195,48 @@ def write_text(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def replace_text(path: str | Path, text: str) -> None:
-    """Replace the file ``path`` by ``text`` atomically (a temp file beside it, then one rename);
-    stale temp files of killed writers beside it are removed first (`recover`)."""
-    path = recover(path)
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(path: Path) -> None:
+    """fsync a folder (its entries: a rename inside it is on disk); quiet where the OS refuses."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """``write(temp)`` into a hidden temp file beside ``path``, fsync it, rename it onto ``path``.
+
+    A kill leaves ``path`` as it was (or absent) and at most a dead writer's temp file, which
+    `recover` removes; the parent folder is created. Nothing else beside ``path`` is listed or
+    healed (cheap for many files in one folder: `replace_text` heals first).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = leftover_path(path, "tmp")
     try:
-        write_text(tmp, text)
+        write(tmp)
+        _fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+    return path
+
+
+def replace_text(path: str | Path, text: str) -> None:
+    """Replace the file ``path`` by ``text`` atomically (a temp file beside it, then one rename);
+    stale temp files of killed writers beside it are removed first (`recover`)."""
+    replace_file(recover(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def add_parser(subparsers) -> None:  # noqa: ANN001  (argparse's private sub-parsers type)
