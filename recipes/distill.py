@@ -230,17 +230,15 @@ class DistillModel(nn.Module):
 
     def __init__(self, student: nn.Module, repfusion: nn.Module, in_chans: int) -> None:
         super().__init__()
-        from repfusion_zoo.tasks.classification import input_normalization
+        from repfusion_zoo.normalize import InputNormalize
 
         self.student = student
         self.repfusion = repfusion
-        mean, std = input_normalization(student, in_chans)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        self.normalize = InputNormalize.of(student, in_chans)
 
     def forward(self, images: torch.Tensor, labels: Any, progress: float, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        feature = self.student.forward_features((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
+        feature = self.student.forward_features(self.normalize(images))
         teacher_images = self.repfusion.teacher_input(images)
         out = self.repfusion(teacher_images, labels, feature, progress, index=index, flip=flip)
         result = dict(out.losses)

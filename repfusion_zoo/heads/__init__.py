@@ -1,7 +1,7 @@
 """Downstream heads around `features_only` zoo/timm backbones: BiSeNetV1 and top-down heatmap heads."""
 from __future__ import annotations
 
-from .backbone import InputNormalize, create_feature_backbone, feature_index
+from .backbone import create_feature_backbone, feature_index
 from .bisenet import BISENET_WIDTHS, BiSeNetV1, build_bisenet
 from .heatmap import HRNetV2Head, SimpleBaselineHead, TopDownHeatmapNet, build_heatmap_model
 
@@ -9,7 +9,6 @@ __all__ = [
     "BISENET_WIDTHS",
     "BiSeNetV1",
     "HRNetV2Head",
-    "InputNormalize",
     "SimpleBaselineHead",
     "TopDownHeatmapNet",
     "build_bisenet",

@@ -1,11 +1,10 @@
-"""The backbone side of the dense heads: a `features_only` zoo/timm model and input normalisation."""
+"""The backbone side of the dense heads: a `features_only` zoo/timm model (its input normalisation is
+`repfusion_zoo.normalize.InputNormalize`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import torch
-from timm.data import resolve_model_data_config
 from torch import nn
 
 from ..errors import ConfigError
@@ -63,25 +62,6 @@ def feature_index(backbone: nn.Module, reduction: int) -> int:
     if reduction not in reductions:
         raise ConfigError(f"the backbone has no stride-{reduction} feature map (strides {reductions})")
     return len(reductions) - 1 - reductions[::-1].index(reduction)
-
-
-class InputNormalize(nn.Module):
-    """[0, 1] images -> `(x - mean) / std` with the backbone's `pretrained_cfg` mean / std."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-
-    @classmethod
-    def of(cls, backbone: nn.Module) -> "InputNormalize":
-        """The backbone's mean / std as timm resolves them (`resolve_model_data_config`; ImageNet's by default)."""
-        cfg = resolve_model_data_config(backbone)
-        return cls(cfg["mean"], cfg["std"])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """`[B, C, H, W]` in [0, 1] -> normalised `[B, C, H, W]`."""
-        return (images - self.mean) / self.std
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .backbone import InputNormalize, conv_bn_relu, create_feature_backbone, feature_index
+from ..normalize import InputNormalize
+from .backbone import conv_bn_relu, create_feature_backbone, feature_index
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

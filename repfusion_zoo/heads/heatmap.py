@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .backbone import InputNormalize, conv_bn_relu, create_feature_backbone
+from ..normalize import InputNormalize
+from .backbone import conv_bn_relu, create_feature_backbone
 
 
 class SimpleBaselineHead(nn.Module):

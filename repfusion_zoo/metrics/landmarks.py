@@ -15,7 +15,7 @@ import torch
 
 from ..data.wflw import ATTRIBUTE_NAMES as WFLW_ATTRIBUTES  # the six flags, in annotation-file order
 from ..errors import InputError
-from ..tasks.base import Metric
+from .base import Metric
 
 #: The order Table 3 reports the subsets in.
 WFLW_SUBSETS: tuple[str, ...] = ("pose", "illumination", "occlusion", "blur", "makeup", "expression")

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..errors import InputError
-from ..tasks.base import Metric
+from .base import Metric
 
 
 def confusion_matrix(

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
-from .base import Metric, Task
+from ..metrics.base import Metric
+from .base import Task
 
 TASKS: dict[str, str] = {
     "classification": "repfusion_zoo.tasks.classification:ClassificationTask",

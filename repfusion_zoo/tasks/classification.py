@@ -10,34 +10,19 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .base import Metric, Task
-
-
-def input_normalization(backbone: nn.Module, in_chans: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backbone's mean/std (`timm.data.resolve_model_data_config`) as `[1, in_chans, 1, 1]`
-    tensors (averaged for grey input)."""
-    from timm.data import resolve_model_data_config
-
-    cfg = resolve_model_data_config(backbone)
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32)
-    std = torch.tensor(cfg["std"], dtype=torch.float32)
-    if mean.numel() != in_chans:
-        mean, std = mean.mean().repeat(in_chans), std.mean().repeat(in_chans)
-    return mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+from ..metrics import Metric, TopKAccuracy
+from ..normalize import InputNormalize
+from .base import Task
 
 
 class Normalized(nn.Module):
-    """`backbone((x - mean) / std)` for `x` `[B, C, H, W]` in [0, 1]; `backbone` is the zoo weight."""
+    """`backbone((x - mean) / std)` for `x` `[B, C, H, W]` in [0, 1]; `backbone` is the zoo weight
+    (its normalisation: `repfusion_zoo.normalize.InputNormalize.of`)."""
 
     def __init__(self, backbone: nn.Module, in_chans: int) -> None:
         super().__init__()
         self.backbone = backbone
-        mean, std = input_normalization(backbone, in_chans)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        self.normalize = InputNormalize.of(backbone, in_chans)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(images))
@@ -82,24 +67,6 @@ def class_names(dataset: Dataset) -> list[str]:
     while not hasattr(dataset, "classes") and (hasattr(dataset, "dataset") or getattr(dataset, "datasets", None)):
         dataset = dataset.dataset if hasattr(dataset, "dataset") else dataset.datasets[0]
     return [str(name) for name in getattr(dataset, "classes", None) or []]
-
-
-class TopKAccuracy(Metric):
-    """Top-1 accuracy in percent; state = [correct, count] (float64, additive)."""
-
-    def __init__(self) -> None:
-        self.sums = torch.zeros(2, dtype=torch.float64)
-
-    def update(self, prediction: torch.Tensor, batch: Mapping[str, Any]) -> None:
-        labels = batch["label"].to(prediction.device)
-        self.sums += torch.tensor([float((prediction == labels).sum()), float(labels.numel())], dtype=torch.float64)
-
-    def state(self) -> torch.Tensor:
-        return self.sums.clone()
-
-    def compute(self, state: torch.Tensor) -> dict[str, float]:
-        correct, count = state.tolist()
-        return {"top1": 100.0 * correct / max(count, 1.0), "count": count}
 
 
 class ClassificationTask(Task):

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 from ..data.wflw import FLIP_INDEX, WFLW
 from ..errors import ConfigError
 from ..metrics.landmarks import NMEMetric
-from .base import Metric, Task
+from ..metrics.base import Metric
+from .base import Task
 
 
 class LandmarksTask(Task):

@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 from ..data.celebamask import IGNORE_INDEX, NUM_LABELS, CelebAMaskHQ
 from ..errors import ConfigError
 from ..metrics.segmentation import SegmentationMetric
-from .base import Metric, Task
+from ..metrics.base import Metric
+from .base import Task
 
 
 def _logits(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
