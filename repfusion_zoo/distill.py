@@ -13,9 +13,9 @@ wrap the student and the RepFusion object each in its own DistributedDataParalle
 parameter of RepFusion is used in every step). ``build_repfusion(teacher, student_channels=...,
 num_classes=...)`` builds the parts by name, sized from the teacher.
 
-Supervised-teacher KD (the comparison rows of Tables 4/5): a ``SupervisedTeacher``
-(``expects == "normalized"``), ``FixedTimestep(0)`` and ``decoder=None``; ``teacher_input``
-then normalises with the teacher's mean/std and the losses are ``distill`` and ``total`` only.
+Supervised-teacher KD (the comparison rows of Tables 4/5): a ``SupervisedTeacher`` (not
+``time_conditioned``), ``FixedTimestep(0)`` and ``decoder=None``; ``teacher_input`` then
+normalises with the teacher's own data config and the losses are ``distill`` and ``total`` only.
 
 Gradients reach only where they belong (tests/test_distill.py checks each):
 - the student (and the loss's connector) only from ``distill``;
@@ -23,10 +23,12 @@ Gradients reach only where they belong (tests/test_distill.py checks each):
 - the decoder g only from ``decoder`` (it sees the detached teacher feature);
 - the teacher never (run under ``torch.no_grad``; its parameters are frozen).
 
-The teacher is **not a registered submodule**: it is absent from ``parameters()``,
-``state_dict()`` (teacher weights are large and published elsewhere; a RepFusion checkpoint holds
-only strategy, decoder and connector) and from DDP's parameter sync. ``.to()`` / ``.cuda()`` /
-``.half()`` still move it (``_apply`` is forwarded to it), and it stays in eval mode.
+The teacher is held **outside the module tree**: torch registers every ``nn.Module`` assigned to
+an attribute, so RepFusion keeps it in a plain tuple (``self._frozen``). It is therefore absent
+from ``parameters()``, ``state_dict()`` (teacher weights are large and published elsewhere; a
+RepFusion checkpoint holds only strategy, decoder and connector), from ``train()`` (it stays in
+the eval mode it is put in here) and from DDP's parameter and buffer sync. ``.to()`` / ``.cuda()``
+/ ``.half()`` still move it: `_apply` is forwarded to it, the one override this needs.
 """
 from __future__ import annotations
 
@@ -36,10 +38,11 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from repfusion_zoo.decoders import build_decoder, decoder_task_loss
-from repfusion_zoo.errors import ConfigError, InputError, ShapeMismatchError
-from repfusion_zoo.losses import build_distill_loss
-from repfusion_zoo.timesteps import ReinforcePolicy, TimestepSample, build_strategy
+from .decoders import build_decoder, decoder_task_loss
+from .errors import ConfigError, InputError, ShapeMismatchError
+from .losses import build_distill_loss
+from .normalize import minus_one_one
+from .timesteps import TimestepSample, TimestepStrategy, build_strategy
 
 __all__ = ["RepFusion", "RepFusionOutput", "build_repfusion"]
 
@@ -73,19 +76,15 @@ def labelled_rows(labels: Any) -> torch.Tensor | None:
     return (labels >= 0).nonzero().squeeze(1)
 
 
-def _teacher_expects(teacher: nn.Module) -> str:
-    """``"minus_one_one"`` (diffusion teachers) or ``"normalized"`` (supervised CNN teachers)."""
-    return str(getattr(teacher, "expects", "minus_one_one"))
-
-
 class RepFusion(nn.Module):
     """The RepFusion distillation objective for one batch.
 
     Args:
-        teacher: a frozen feature teacher: ``teacher(x, t, class_labels=None) -> [B, Ct, ht, wt]``
-            (:class:`repfusion_zoo.teachers.DiffusionTeacher`, or a ``SupervisedTeacher`` whose
-            ``expects == "normalized"`` and which ignores ``t``).
-        strategy: ``ReinforcePolicy`` / ``FixedTimestep`` / ``UniformTimestep`` (repfusion_zoo.timesteps).
+        teacher: a frozen feature teacher: ``teacher.feature(images, t, *, labels, index, flip) ->
+            [B, Ct, ht, wt]`` (repfusion_zoo.teachers: `DiffusionTeacher`, `CachedTeacher`, or a
+            `SupervisedTeacher`, which is not ``time_conditioned``); its ``to_input(images01)``,
+            where it has one, says what it takes ([-1, 1] otherwise).
+        strategy: a `TimestepStrategy` (repfusion_zoo.timesteps: reinforce / fixed / random).
         decoder: decoder g on the teacher feature (repfusion_zoo.decoders), or None: plain feature
             KD with no reward (the supervised-teacher rows of Tables 4/5); a learned policy needs one.
         distill_loss: ``loss(student_feature, teacher_feature) -> scalar`` (repfusion_zoo.losses).
@@ -94,24 +93,24 @@ class RepFusion(nn.Module):
     def __init__(
         self,
         teacher: nn.Module,
-        strategy: nn.Module,
+        strategy: TimestepStrategy,
         decoder: nn.Module | None,
         distill_loss: nn.Module,
     ) -> None:
         super().__init__()
-        if isinstance(strategy, ReinforcePolicy) and decoder is None:
+        if strategy.learns and decoder is None:
             raise ConfigError(
                 "a ReinforcePolicy learns from the reward of decoder g; give RepFusion a decoder "
                 "(build_decoder('linear', teacher_channels, num_classes)) or use a 'fixed'/'random' strategy."
             )
-        if isinstance(strategy, ReinforcePolicy) and _teacher_expects(teacher) == "normalized":
+        if strategy.learns and not getattr(teacher, "time_conditioned", True):
             raise ConfigError(
                 "a supervised teacher ignores the time step, so a ReinforcePolicy has nothing to choose; "
                 "use build_strategy('fixed', t=0) with a SupervisedTeacher."
             )
         teacher.requires_grad_(False)
         teacher.eval()
-        object.__setattr__(self, "_teacher", teacher)  # not registered: see the module docstring
+        self._frozen = (teacher,)  # outside the module tree: see the module docstring
         self.strategy = strategy
         self.decoder = decoder
         self.distill_loss = distill_loss
@@ -119,44 +118,19 @@ class RepFusion(nn.Module):
     # ------------------------------------------------------------------ the teacher
     @property
     def teacher(self) -> nn.Module:
-        return self._teacher
+        return self._frozen[0]
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> RepFusion:
-        """``.to()`` / ``.cuda()`` / ``.float()`` also reach the (unregistered) teacher."""
+        """``.to()`` / ``.cuda()`` / ``.float()`` also reach the teacher held outside the module tree."""
         super()._apply(fn, recurse)
-        self._teacher._apply(fn, recurse)
-        return self
-
-    def train(self, mode: bool = True) -> RepFusion:
-        """Strategy, decoder and loss follow ``mode``; the teacher stays in eval."""
-        super().train(mode)
-        self._teacher.eval()
+        self.teacher._apply(fn, recurse)
         return self
 
     def teacher_input(self, images: torch.Tensor) -> torch.Tensor:
-        """Dataset images ``[B, C, H, W]`` in [0, 1] -> what the teacher expects.
-
-        Diffusion teacher: ``x * 2 - 1`` (never ImageNet normalisation). Supervised teacher
-        (``expects == "normalized"``): its own ``normalize(x)``, or ``(x - mean) / std`` from its
-        ``mean`` / ``std`` (or ``pretrained_cfg``).
-        """
-        if _teacher_expects(self.teacher) != "normalized":
-            return images * 2.0 - 1.0
-        normalize = getattr(self.teacher, "normalize", None)
-        if callable(normalize):
-            return normalize(images)
-        mean, std = getattr(self.teacher, "mean", None), getattr(self.teacher, "std", None)
-        if mean is None or std is None:
-            cfg = getattr(getattr(self.teacher, "model", None), "pretrained_cfg", None) or {}
-            mean, std = cfg.get("mean"), cfg.get("std")
-        if mean is None or std is None:
-            raise ConfigError(
-                "the supervised teacher declares expects='normalized' but has no normalize(), mean/std or "
-                "pretrained_cfg; normalise the images yourself and pass them to RepFusion.forward."
-            )
-        mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-        std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-        return (images - mean_t) / std_t
+        """Dataset images ``[B, C, H, W]`` in [0, 1] -> what the teacher takes: its ``to_input``
+        (a diffusion teacher: ``x * 2 - 1``; a supervised one: its data config's normalisation), or
+        [-1, 1] for a teacher without one."""
+        return getattr(self.teacher, "to_input", minus_one_one)(images)
 
     # ------------------------------------------------------------------ parameters
     def trainable_parameters(self) -> Iterator[nn.Parameter]:

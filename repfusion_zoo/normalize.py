@@ -14,7 +14,12 @@ import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
-__all__ = ["InputNormalize", "data_config_stats"]
+__all__ = ["InputNormalize", "data_config_stats", "minus_one_one"]
+
+
+def minus_one_one(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> [-1, 1], what a diffusion model takes (never ImageNet normalisation)."""
+    return images * 2.0 - 1.0
 
 
 def data_config_stats(model: nn.Module, in_chans: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

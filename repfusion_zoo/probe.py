@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .normalize import minus_one_one
 
 __all__ = ["probe_timesteps", "pooled_features", "spectrum", "linear_probe_accuracy", "write_probe", "add_parser"]
 
@@ -162,7 +163,7 @@ def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) ->
     items = [dataset[int(i)] for i in order]
     images = torch.stack([item["image"] for item in items])
     labels = torch.tensor([int(item["label"]) for item in items])
-    return images * 2 - 1, labels
+    return minus_one_one(images), labels
 
 
 def run(args: argparse.Namespace) -> int:

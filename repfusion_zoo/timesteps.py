@@ -1,10 +1,12 @@
 """Time-step selection strategies: which diffusion time step t each sample is distilled at.
 
-One interface (docs/architecture.md, "time steps"):
+One interface, the `TimestepStrategy` protocol (docs/architecture.md, "time steps"):
 
 - ``strategy.sample(x) -> TimestepSample(t [B], log_prob [B] | None, entropy [B] | None)``
+- ``strategy.probs(x) -> [B, A]``: pi(t | x) over ``strategy.actions`` (the action set)
 - ``strategy.loss(sample, reward [B], progress) -> dict[str, Tensor]`` (``policy`` and ``entropy``
   for the learned policy; empty for fixed / uniform strategies)
+- ``strategy.learns``: whether ``loss`` learns from a reward (then RepFusion needs a decoder g)
 
 Strategies:
 
@@ -21,9 +23,8 @@ sends gradients into the image or anything upstream of it.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, ClassVar, Protocol, Sequence, Union
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from repfusion_zoo.errors import ConfigError, InputError
 
 __all__ = [
     "TimestepSample",
+    "TimestepStrategy",
     "ReinforcePolicy",
     "FixedTimestep",
     "UniformTimestep",
@@ -67,6 +69,28 @@ class TimestepSample:
 
 
 TimestepSpec = Union[str, Sequence[int], None]
+
+
+class TimestepStrategy(Protocol):
+    """What RepFusion needs of a time-step strategy; `ReinforcePolicy`, `FixedTimestep` and
+    `UniformTimestep` implement it (each is also an ``nn.Module``: its state is saved and resumed).
+
+    ``progress`` is the fraction of training done, in [0, 1].
+    """
+
+    #: True when `loss` learns from a reward (the policy): RepFusion then needs a decoder g
+    learns: ClassVar[bool]
+    #: ``LongTensor[A]``: the time steps it chooses among, sorted
+    actions: torch.Tensor
+
+    def sample(self, x: torch.Tensor) -> TimestepSample:
+        """One time step per image ``x [B, C, H, W]`` (as the teacher sees it)."""
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, A]``: pi(t | x) over `actions`."""
+
+    def loss(self, sample: TimestepSample, reward: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
+        """Its losses for a sample and the per-sample reward ``[B]``; ``{}`` when it does not learn."""
 
 
 def parse_timesteps(spec: TimestepSpec, num_train_timesteps: int) -> list[int]:
@@ -204,6 +228,12 @@ class ReinforcePolicy(nn.Module):
     is about +-0.05) and, unlike it, also works with one sample per process.
     """
 
+    learns = True
+    #: the `build_strategy` keys it takes: the shared ones it uses, then its own options
+    SHARED: ClassVar[tuple[str, ...]] = ("in_chans", "num_train_timesteps", "timesteps")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("hidden", "conv_channels", "entropy_weight", "entropy_decay_until", "baseline",
+                                          "baseline_momentum", "eval_mode")
+
     def __init__(
         self,
         in_chans: int = 3,
@@ -263,10 +293,6 @@ class ReinforcePolicy(nn.Module):
             idx = dist.probs.argmax(dim=1)
         return TimestepSample(t=self.actions[idx], log_prob=dist.log_prob(idx), entropy=dist.entropy())
 
-    def entropy_weight_at(self, progress: float) -> float:
-        """lambda_H at ``progress`` (fraction of training done), by this policy's schedule."""
-        return entropy_weight_at(self.entropy_weight, progress, self.entropy_decay_until)
-
     def _advantage(self, reward: torch.Tensor) -> torch.Tensor:
         """reward - baseline, ``[B]``, detached; updates the EMA state in training."""
         reward = reward.detach().float()
@@ -305,7 +331,7 @@ class ReinforcePolicy(nn.Module):
             )
         adv = self._advantage(reward)
         policy = -(adv * sample.log_prob).mean()
-        entropy = -self.entropy_weight_at(progress) * sample.entropy.mean()
+        entropy = -entropy_weight_at(self.entropy_weight, progress, self.entropy_decay_until) * sample.entropy.mean()
         return {"policy": policy, "entropy": entropy}
 
     def extra_repr(self) -> str:
@@ -321,6 +347,10 @@ class FixedTimestep(nn.Module):
     ``timesteps`` (optional, :func:`parse_timesteps`): the run's action set, which must hold ``t``
     (e.g. the feature cache's set).
     """
+
+    learns = False
+    SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("t",)
 
     def __init__(self, t: int = 0, num_train_timesteps: int | None = None, timesteps: TimestepSpec = None) -> None:
         super().__init__()
@@ -353,6 +383,10 @@ class FixedTimestep(nn.Module):
 class UniformTimestep(nn.Module):
     """t uniform over the time-step set (default all of 0..T-1), independently per sample (``loss`` returns ``{}``)."""
 
+    learns = False
+    SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
+    OPTIONS: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, num_train_timesteps: int = 1000, timesteps: TimestepSpec = None) -> None:
         super().__init__()
         if num_train_timesteps < 1:
@@ -381,30 +415,29 @@ def _short(values: Sequence[int]) -> str:
     return str(list(values)) if len(values) <= 12 else f"[{values[0]}, {values[1]}, ..., {values[-1]}] ({len(values)} steps)"
 
 
-_STRATEGIES: dict[str, type[nn.Module]] = {
+_STRATEGIES: dict[str, type[ReinforcePolicy] | type[FixedTimestep] | type[UniformTimestep]] = {
     "reinforce": ReinforcePolicy,
     "fixed": FixedTimestep,
     "random": UniformTimestep,
     "uniform": UniformTimestep,
 }
-# keys a caller may pass to every strategy; each strategy takes the ones it uses
-_SHARED_KEYS = {"in_chans", "num_train_timesteps", "timesteps"}
 
 
-def build_strategy(name: str, **kwargs: Any) -> nn.Module:
-    """Build a strategy by name: ``"reinforce"``, ``"fixed"`` (kwarg ``t``), ``"random"`` (= ``"uniform"``).
+def build_strategy(name: str, *, in_chans: int | None = None, num_train_timesteps: int | None = None,
+                   timesteps: TimestepSpec = None, **options: Any) -> TimestepStrategy:
+    """Build a strategy by name: ``"reinforce"``, ``"fixed"`` (option ``t``), ``"random"`` (= ``"uniform"``).
 
     ``in_chans``, ``num_train_timesteps`` and ``timesteps`` (the action set) may be passed to any
-    strategy (ignored where unused);
-    any other key a strategy does not take raises :class:`ConfigError`.
+    strategy (each takes the ones it declares in ``SHARED``); an option outside its ``OPTIONS``
+    raises :class:`ConfigError`.
     """
     if name not in _STRATEGIES:
         raise ConfigError(f"unknown time-step strategy {name!r}; use one of {sorted(_STRATEGIES)}.")
     cls = _STRATEGIES[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = set(kwargs) - accepted - _SHARED_KEYS
+    unknown = set(options) - set(cls.OPTIONS)
     if unknown:
         raise ConfigError(
-            f"time-step strategy {name!r} takes no option(s) {sorted(unknown)}; it takes {sorted(accepted)}."
+            f"time-step strategy {name!r} takes no option(s) {sorted(unknown)}; it takes {sorted({*cls.SHARED, *cls.OPTIONS})}."
         )
-    return cls(**{k: v for k, v in kwargs.items() if k in accepted})
+    shared = {"in_chans": in_chans, "num_train_timesteps": num_train_timesteps, "timesteps": timesteps}
+    return cls(**{k: v for k, v in shared.items() if k in cls.SHARED and v is not None}, **options)

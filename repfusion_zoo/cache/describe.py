@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DatasetError
+from ..normalize import minus_one_one
 from ..timesteps import parse_timesteps
 from ..version import __version__
 from .fingerprint import array_sha256, dataset_fingerprint, teacher_sha256
@@ -52,7 +53,7 @@ def _probe_feature(teacher: nn.Module, image: torch.Tensor, t: int, pooled: bool
     """Feature shape of one image at one t (one teacher pass)."""
     device = next(teacher.parameters()).device
     labels = torch.zeros(1, dtype=torch.long, device=device) if getattr(teacher, "class_conditional", False) else None
-    feature = teacher(image[None].to(device) * 2 - 1, torch.tensor([t], device=device), class_labels=labels)
+    feature = teacher(minus_one_one(image[None].to(device)), torch.tensor([t], device=device), class_labels=labels)
     return tuple(feature.shape[1:2]) if pooled else tuple(feature.shape[1:])
 
 

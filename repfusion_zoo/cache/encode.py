@@ -12,13 +12,15 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from ..normalize import minus_one_one
+
 __all__ = ["encode_views", "teacher_views"]
 
 
 def teacher_views(images: torch.Tensor, num_views: int) -> torch.Tensor:
     """``[n, C, H, W]`` in [0, 1] -> the teacher's inputs ``[n, num_views, C, H, W]`` in [-1, 1]
     (view 0 the image, view 1 its horizontal flip)."""
-    x = images * 2 - 1
+    x = minus_one_one(images)
     views = [x, x.flip(-1)][:num_views]
     return torch.stack(views, dim=1)
 

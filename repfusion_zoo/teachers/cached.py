@@ -17,6 +17,7 @@ from torch import nn
 
 from ..cache import CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
 from ..errors import CacheMismatchError, InputError
+from ..normalize import minus_one_one
 from ..timesteps import parse_timesteps
 
 __all__ = ["CachedTeacher", "check_cache_for_run"]
@@ -32,6 +33,7 @@ class CachedTeacher(nn.Module):
     """
 
     expects = "minus_one_one"
+    time_conditioned = True
     class_conditional = False
 
     def __init__(self, cache: FeatureCache | str | Path, num_train_timesteps: int = 1000) -> None:
@@ -75,6 +77,10 @@ class CachedTeacher(nn.Module):
     def train(self, mode: bool = True) -> CachedTeacher:
         """Always eval, like every teacher."""
         return super().train(False)
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] dataset images -> ``x * 2 - 1``, what the cached teacher saw (the policy sees it too)."""
+        return minus_one_one(images)
 
     def feature(self, images: torch.Tensor, t: torch.Tensor, *, labels: Any = None, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> torch.Tensor:

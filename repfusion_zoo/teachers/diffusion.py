@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError, NoNetworkError, TeacherNotFoundError, UnsafeWeightsError
+from ..normalize import minus_one_one
 
 if TYPE_CHECKING:  # diffusers is imported on first use, not with the package
     from diffusers import DDPMScheduler, UNet2DModel
@@ -170,7 +171,9 @@ class DiffusionTeacher(nn.Module):
     -> feature ``[B, C', h, w]``. Runs under ``torch.no_grad``: the teacher never gets gradients.
     """
 
+    #: what `to_input` gives: [-1, 1]; the time step is part of its input
     expects = "minus_one_one"
+    time_conditioned = True
 
     def __init__(
         self,
@@ -368,6 +371,10 @@ class DiffusionTeacher(nn.Module):
         if mid.attentions[0] is not None:
             x = mid.attentions[0](x, temb=emb)
         return self._resnet_until_conv2(mid.resnets[1], x, emb)
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] dataset images -> the teacher's input, ``x * 2 - 1``."""
+        return minus_one_one(images)
 
     def feature(self, images: torch.Tensor, t: torch.Tensor, *, labels: Any = None, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> torch.Tensor:

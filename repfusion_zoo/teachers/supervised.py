@@ -1,9 +1,10 @@
 """SupervisedTeacher: a frozen CNN's feature map, for the supervised-KD comparison rows (Tables 4/5).
 
 Same forward signature as `DiffusionTeacher` (``x, t, class_labels=None``); ``t`` and the labels
-are ignored. Unlike a diffusion teacher, its input is the **normalised student input**
-(``(x - mean) / std`` with the CNN's ``pretrained_cfg`` mean/std), not [-1, 1]: ``expects``
-says which (``"normalized"`` here, ``"minus_one_one"`` for `DiffusionTeacher`).
+are ignored (``time_conditioned`` is False). Unlike a diffusion teacher, its input is the
+**normalised image** (`to_input`: ``(x - mean) / std`` from the CNN's own data config,
+`repfusion_zoo.normalize.InputNormalize.of`), not [-1, 1]: ``expects`` says which (``"normalized"``
+here, ``"minus_one_one"`` for `DiffusionTeacher`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from ..normalize import InputNormalize
 
 __all__ = ["SupervisedTeacher"]
 
@@ -47,6 +49,7 @@ class SupervisedTeacher(nn.Module):
     """
 
     expects = "normalized"
+    time_conditioned = False
     #: only t = 0 is meaningful (t is ignored): pair it with a fixed time step
     num_train_timesteps = 1
 
@@ -62,6 +65,7 @@ class SupervisedTeacher(nn.Module):
             layer %= len(infos)
         self.layer = layer
         self._info = infos[layer if layer is not None else -1] if infos else None
+        self.input_normalize = InputNormalize.of(self.model, self.in_channels)
         self.model.requires_grad_(False)
         super().train(False)
 
@@ -91,6 +95,10 @@ class SupervisedTeacher(nn.Module):
     def train(self, mode: bool = True) -> SupervisedTeacher:
         """Always eval: the teacher is frozen (batch-norm statistics fixed)."""
         return super().train(False)
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] dataset images -> ``(x - mean) / std`` with the CNN's data config."""
+        return self.input_normalize(images)
 
     @torch.no_grad()
     def feature(self, images: torch.Tensor, t: torch.Tensor | None = None, *, labels: Any = None,
