@@ -296,7 +296,7 @@ def report_timesteps(cfg: Any, repfusion: nn.Module, train_set: Any, device: tor
 # ------------------------------------------------------------------------------------ the run
 def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: Path) -> None:
     """The student backbone as a Hub-ready folder, the time-step PNG and the run's config (main process)."""
-    from repfusion_zoo.hub import save_pretrained
+    from repfusion_zoo import save_pretrained
 
     out = Path(cfg.output_dir)
     save_pretrained(student, backbone_dir, architecture=recipe_module("finetune").architecture_of(student, cfg.student),

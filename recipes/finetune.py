@@ -135,7 +135,8 @@ def finetune(cfg: Any) -> dict[str, Any]:
     trainer.print(f"[finetune] {cfg.task} {task.main_metric} = {metrics.get(task.main_metric, float('nan')):.2f}  ({metrics})")
     model_dir = out / "model"
     if acc.is_main_process:
-        from repfusion_zoo.hub import save_pretrained, update_card_metrics
+        from repfusion_zoo import save_pretrained
+        from repfusion_zoo.hub import update_card_metrics
 
         backbone = task.backbone_of(acc.unwrap_model(model))
         card_metrics = {k: v for k, v in metrics.items() if k != "count"}

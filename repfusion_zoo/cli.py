@@ -9,8 +9,8 @@ from typing import Sequence
 # sub-command -> module exposing `add_parser(subparsers)`; the parser's `func(args) -> int` runs it.
 COMMANDS: dict[str, str] = {
     "probe": "repfusion_zoo.probe",
-    "prefetch": "repfusion_zoo.hub.prefetch",
-    "models": "repfusion_zoo.zoo",
+    "prefetch": "repfusion_zoo.zoo.prefetch",
+    "models": "repfusion_zoo.zoo.table",
     "recover": "repfusion_zoo.atomic",
 }
 

@@ -56,3 +56,7 @@ class CacheMismatchError(RepFusionError, ValueError):
 
 class DiskSpaceError(RepFusionError, OSError):
     """Not enough free disk space for what is about to be written."""
+
+
+class ModelSourceNotFoundError(UnknownModelError, FileNotFoundError):
+    """A model source that names a path (a folder or a weight file) that does not exist."""

@@ -118,7 +118,7 @@ def published_zoo_model(hub_server_instance: HubServer, tmp_path_factory: pytest
     import torch
 
     import repfusion_zoo
-    from repfusion_zoo.hub import push_to_hub, save_pretrained
+    from repfusion_zoo import push_to_hub, save_pretrained
     from repfusion_zoo.zoo import zoo_info
 
     if HUB_TEST_MODEL not in repfusion_zoo.list_models():

@@ -18,8 +18,8 @@ from huggingface_hub import ModelCard
 import repfusion_zoo
 from repfusion_zoo.errors import ConfigError, PretrainedUnavailableError, UnsafeWeightsError, WeightsMismatchError
 from repfusion_zoo import atomic
-from repfusion_zoo.hub import load_pretrained, load_state_dict_strict, push_to_hub, save_pretrained, update_card_metrics
-from repfusion_zoo.hub.folder import read_config
+from repfusion_zoo import load_pretrained, push_to_hub, save_pretrained
+from repfusion_zoo.hub import load_state_dict_strict, read_config, update_card_metrics
 
 from _hub_fixtures import same_weights
 
@@ -172,7 +172,7 @@ def test_a_real_sigkill_between_the_renames_heals(saved, tmp_path):
     model, folder = saved
     code = textwrap.dedent(f"""
         import os, signal, timm
-        from repfusion_zoo.hub import save_pretrained
+        from repfusion_zoo import save_pretrained
         real_replace = os.replace
 
         def replace(src, dst):
@@ -546,7 +546,7 @@ def _prefetch_cli(argv: list[str]) -> int:
     """``repfusion-zoo prefetch ...`` as cli.py builds it (only this sub-command, so it runs alone)."""
     import argparse
 
-    from repfusion_zoo.hub.prefetch import add_parser
+    from repfusion_zoo.zoo.prefetch import add_parser
 
     parser = argparse.ArgumentParser(prog="repfusion-zoo")
     add_parser(parser.add_subparsers(dest="command", required=True))

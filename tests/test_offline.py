@@ -12,7 +12,7 @@ import safetensors.torch
 
 import repfusion_zoo
 from repfusion_zoo.errors import NoNetworkError
-from repfusion_zoo.hub import load_pretrained
+from repfusion_zoo import load_pretrained
 from repfusion_zoo.hub.network import endpoint_reachable, guarded_pretrained_load
 
 from _hub_fixtures import point_hub_at, same_weights
@@ -37,7 +37,7 @@ def test_offline_with_filled_cache_makes_no_network_call(filled_hub_cache, hub_s
     out = tmp_path / "offline.safetensors"
     code = textwrap.dedent(f"""
         import safetensors.torch, repfusion_zoo
-        from repfusion_zoo.hub import load_pretrained
+        from repfusion_zoo import load_pretrained
         pinned = repfusion_zoo.create_model({published.name!r}, pretrained=True,
                                             pretrained_cfg_overlay=dict(hf_hub_id={published.hf_hub_id!r}))
         unpinned = load_pretrained("hf-hub:{published.repo_id}")  # branch main, resolved from the cache refs

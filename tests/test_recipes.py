@@ -61,7 +61,7 @@ def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_serve
     import push_to_hub as push_recipe
 
     from repfusion_zoo import create_model
-    from repfusion_zoo.hub import load_pretrained
+    from repfusion_zoo import load_pretrained
 
     repo = "repfusion-test/tiny-digits"
     cfg = distill.load_distill_config(tiny_flags(tmp_path / "run", teacher=str(tiny_teacher), max_train_steps=2,

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..errors import ConfigError
+from ..zoo import create_model
 
 
 def create_feature_backbone(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -15,8 +16,6 @@ def create_feature_backbone(name: str, pretrained: bool = False, **kwargs: Any) 
 
     A folder and an `hf-hub:` id always bring their weights.
     """
-    from ..zoo import create_model
-
     folder = Path(str(name)).expanduser()
     if folder.is_dir():
         name, pretrained = str(folder), True

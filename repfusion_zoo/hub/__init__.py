@@ -1,42 +1,29 @@
-"""The one weight format: ``model.safetensors`` + ``config.json`` (timm's) + ``README.md`` (model card).
+"""Weights I/O: the one weight format, ``model.safetensors`` + ``config.json`` (timm's) + ``README.md``
+(model card), and the Hub.
 
-* `save_pretrained` / `load_pretrained` / `load_state_dict_strict` / `update_card_metrics` (folder.py)
-* `atomic_folder` / `replace_text` / `recover`: atomic writes that heal after a kill (atomic.py)
-* `build_model_card` (card.py), `push_to_hub` (push.py)
-* `guarded_pretrained_load` and `NoNetworkError` handling (network.py)
-* ``repfusion-zoo prefetch NAME...`` (prefetch.py)
+* format.py: the file names, `read_config`
+* weights.py: safetensors in (`load_safetensors`, `check_safetensors_file`), `load_state_dict_strict`
+* save.py: `save_folder` (behind `repfusion_zoo.save_pretrained`), `update_card_metrics`
+* load.py: `load_folder` / `load_file` / `load_hub_repo` (behind `repfusion_zoo.create_model`)
+* card.py: `build_model_card`; push.py: `push_to_hub`
+* network.py: `guarded_pretrained_load` (a fast `NoNetworkError` naming model, repo@rev, ways out)
 
-Names are imported on first use, so ``import repfusion_zoo.hub.network`` stays light and free of
-import cycles with the zoo.
+The zoo's names are not known here: the zoo (`repfusion_zoo.zoo`) sits above and hands this
+layer its entries' metadata.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .card import build_model_card
+from .format import CARD_NAME, CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, read_config
+from .load import load_file, load_folder, load_hub_repo
+from .network import guarded_pretrained_load, split_hub_id
+from .push import check_folder, push_to_hub
+from .save import save_folder, update_card_metrics
+from .weights import check_safetensors_file, load_safetensors, load_state_dict_strict, mismatch_error
 
-# the file names of the format (the Hub repo's files, as timm and huggingface_hub expect them)
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-CARD_NAME = "README.md"
-
-_EXPORTS: dict[str, str] = {
-    "save_pretrained": "folder",
-    "load_pretrained": "folder",
-    "load_state_dict_strict": "folder",
-    "load_safetensors": "folder",
-    "update_card_metrics": "folder",
-    "build_model_card": "card",
-    "push_to_hub": "push",
-    "guarded_pretrained_load": "network",
-    "prefetch": "prefetch",
-    "check_safetensors_file": "folder",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [
+    "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "PICKLE_SUFFIXES", "read_config", "build_model_card",
+    "load_file", "load_folder", "load_hub_repo", "guarded_pretrained_load", "split_hub_id", "check_folder",
+    "push_to_hub", "save_folder", "update_card_metrics", "check_safetensors_file", "load_safetensors",
+    "load_state_dict_strict", "mismatch_error",
+]

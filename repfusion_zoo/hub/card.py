@@ -1,7 +1,7 @@
 """The generated ``README.md`` model card: YAML front matter (huggingface_hub's ModelCardData) + a short body.
 
 The card is a pure function of ``config.json`` (`build_model_card(config)`), so that rewriting the
-metrics (`repfusion_zoo.hub.folder.update_card_metrics`) regenerates a consistent card.
+metrics (`repfusion_zoo.hub.save.update_card_metrics`) regenerates a consistent card.
 
 ``config["repfusion"]`` holds: ``name`` (zoo name), ``architecture``, ``teacher``, ``dataset``,
 ``license``, ``paper``, ``recipe``, ``description`` and ``metrics`` as

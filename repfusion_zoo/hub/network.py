@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
+from huggingface_hub import constants, try_to_load_from_cache
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
 from ..errors import NoNetworkError
-from . import WEIGHTS_NAME
+from .format import WEIGHTS_NAME
 
 T = TypeVar("T")
 
@@ -55,15 +58,11 @@ def split_hub_id(hf_hub_id: str) -> tuple[str, str | None]:
 
 def hub_endpoint() -> str:
     """The endpoint huggingface_hub actually uses (read by it once, at import, from ``HF_ENDPOINT``)."""
-    from huggingface_hub import constants
-
     return constants.ENDPOINT
 
 
 def is_offline() -> bool:
     """Whether huggingface_hub is in offline mode (``HF_HUB_OFFLINE=1`` at its import, or forced)."""
-    from huggingface_hub import constants
-
     return bool(constants.is_offline_mode())
 
 
@@ -121,8 +120,6 @@ def is_cached(
     cache_dir: str | Path | None = None,
 ) -> bool:
     """Whether ``filename`` (every one of them) of ``repo_id@revision`` is in the local Hub cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
     names = (filename,) if isinstance(filename, str) else filename
     cache = None if cache_dir is None else str(cache_dir)
     return all(isinstance(try_to_load_from_cache(repo_id, n, cache_dir=cache, revision=revision), str) for n in names)
@@ -147,8 +144,6 @@ def no_network_error(name: str, hf_hub_id: str, reason: str) -> NoNetworkError:
 
 def _network_failure_types() -> tuple[type[BaseException], ...]:
     """What huggingface_hub raises when the Hub cannot be reached (its HTTP client differs by version)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
     types: list[type[BaseException]] = [LocalEntryNotFoundError, OfflineModeIsEnabled]
     for module_name, names in (("httpx2", ("ConnectError", "TimeoutException")),
                                ("httpx", ("ConnectError", "TimeoutException")),

@@ -1,10 +1,15 @@
 """Push a saved folder to the Hugging Face Hub and return the commit sha to pin in the zoo registry."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from huggingface_hub import CommitOperationAdd, HfApi
+
 from ..errors import ConfigError, UnsafeWeightsError
-from .folder import CARD_NAME, CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, check_safetensors_file
+from .card import build_model_card
+from .format import CARD_NAME, CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, read_config
+from .weights import check_safetensors_file
 
 __all__ = ["push_to_hub", "check_folder"]
 
@@ -49,13 +54,6 @@ def push_to_hub(
         commit_message: default ``"Upload <zoo name> (repfusion-zoo)"``.
         token, endpoint: passed to `huggingface_hub.HfApi` (default: the logged-in token, ``HF_ENDPOINT``).
     """
-    import json
-
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    from .card import build_model_card
-    from .folder import read_config
-
     folder = check_folder(folder)
     config = read_config(folder)
     name = config.get("repfusion", {}).get("name", folder.name)

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 from ..metrics import Metric, TopKAccuracy
 from ..normalize import InputNormalize
+from ..zoo import create_model
 from .base import Task
 
 
@@ -45,8 +46,6 @@ def create_backbone(name: str, pretrained: bool, *, num_classes: int, in_chans: 
     a name loads them when `pretrained`. These keep their stem; a head of another size (or none,
     as in a distilled backbone) is replaced with a fresh `num_classes` head.
     """
-    from .. import create_model
-
     is_folder = Path(str(name)).expanduser().is_dir()
     if pretrained or is_folder or str(name).startswith("hf-hub:"):
         source = str(Path(name).expanduser()) if is_folder else str(name)

@@ -15,21 +15,19 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from ..hub import load_safetensors, load_state_dict_strict
 from ..normalize import InputNormalize
+from ..zoo import create_model
 
 __all__ = ["SupervisedTeacher"]
 
 
 def _build(model: nn.Module | str, weights: str | Path | None) -> nn.Module:
     if isinstance(model, str):
-        from .. import create_model
-
         model = create_model(model)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"SupervisedTeacher takes an nn.Module or a model name, got {type(model).__name__}")
     if weights is not None:
-        from ..hub import load_safetensors, load_state_dict_strict
-
         load_state_dict_strict(model, load_safetensors(weights), str(weights))
     return model
 

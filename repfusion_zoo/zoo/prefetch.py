@@ -12,9 +12,13 @@ import difflib
 import sys
 from pathlib import Path
 
+import timm
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import EntryNotFoundError
+
 from ..errors import PretrainedUnavailableError, RepFusionError, UnknownModelError
-from .folder import CONFIG_NAME, WEIGHTS_NAME, _zoo_info
-from .network import guarded_pretrained_load, split_hub_id
+from ..hub import CONFIG_NAME, WEIGHTS_NAME, guarded_pretrained_load, split_hub_id
+from .registry import ZOO, list_models, zoo_info
 
 __all__ = ["prefetch", "resolve_hub_source", "add_parser"]
 
@@ -23,12 +27,8 @@ def resolve_hub_source(name: str) -> tuple[str, str]:
     """``name`` -> (``repo_id@revision`` or ``repo_id``, weight filename); raises for unpublished names."""
     if name.startswith("hf-hub:"):
         return name.removeprefix("hf-hub:"), WEIGHTS_NAME
-    import timm
-
-    import repfusion_zoo  # noqa: F401  (registers the zoo names)
-
     if not timm.is_model(name.split(".")[0]):
-        close = difflib.get_close_matches(name, repfusion_zoo.list_models(), n=3, cutoff=0.4)
+        close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.4)
         hint = f" Closest zoo names: {', '.join(close)}." if close else ""
         raise UnknownModelError(
             f"{name!r} is neither a zoo name nor a timm name.{hint} See `repfusion_zoo.list_models()`."
@@ -36,7 +36,7 @@ def resolve_hub_source(name: str) -> tuple[str, str]:
     cfg = timm.models.get_pretrained_cfg(name)
     hf_hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     if not hf_hub_id:
-        recipe = _zoo_info(name).get("recipe")
+        recipe = zoo_info(name)["repfusion"].get("recipe") if name in ZOO else None
         how = f" Produce it with: {recipe}" if recipe else ""
         raise PretrainedUnavailableError(f"{name!r} has no published Hub weight to prefetch yet.{how}")
     return hf_hub_id, getattr(cfg, "hf_hub_filename", None) or WEIGHTS_NAME
@@ -44,9 +44,6 @@ def resolve_hub_source(name: str) -> tuple[str, str]:
 
 def prefetch(name: str, cache_dir: str | Path | None = None) -> Path:
     """Download the weight (and ``config.json`` if present) of ``name`` into the Hub cache; return the weight path."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import EntryNotFoundError
-
     hf_hub_id, filename = resolve_hub_source(name)
     repo_id, revision = split_hub_id(hf_hub_id)
     cache = None if cache_dir is None else str(cache_dir)
