@@ -12,32 +12,11 @@ split, and score the frozen backbone by kNN. Rerun the same command to resume: f
 arm-seeds are kept, a killed one continues from its recipes' last checkpoints. Results:
 `<output_dir>/<name>.json|.md|.png`, copied to `results_dir` (docs/results).
 """
-from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
 
-from repfusion_zoo.experiments import ExperimentConfig, run_experiment
-from repfusion_zoo.training.config import format_help, load_config, wants_help
-from repfusion_zoo.training.threads import configure_cpu_threads
-
-RECIPES = Path(__file__).resolve().parent
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(args):
-        print(format_help(ExperimentConfig, "python recipes/experiment.py", __doc__))
-        return 0
-    cfg = load_config(ExperimentConfig, args)
-    configure_cpu_threads()  # the cache build and the kNN passes run in this process
-    command = shlex.join(["python", "recipes/experiment.py", *args])
-    for path in run_experiment(cfg, recipes_dir=RECIPES, command=command):
-        print(f"[experiment] wrote {path}")
-    return 0
-
+from repfusion_zoo.pipelines.experiment import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:], doc=__doc__, recipes_dir=Path(__file__).resolve().parent))

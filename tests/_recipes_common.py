@@ -34,8 +34,7 @@ def tiny_flags(output_dir: Path, **extra: object) -> list[str]:
 
 def train_tiny_teacher(folder: Path) -> Path:
     """A DDPM teacher for 3 x 8 x 8 digits, 2 optimiser steps (reused when already there)."""
-    sys.path.insert(0, str(RECIPES))
-    import train_teacher
+    from repfusion_zoo.pipelines import train_teacher
 
     argv = ["--config", str(RECIPES / "configs" / "teacher_digits.yaml"), "--output_dir", str(folder),
             "--image_size", "8", "--max_train_steps", "2", "--reuse", "true"]

@@ -311,8 +311,7 @@ def test_recipe_on_two_processes_equals_one_process(tmp_path, teacher_dir):
 
 
 def test_recipe_help_and_size_check(tmp_path, teacher_dir):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-    import cache_features
+    from repfusion_zoo.pipelines import cache_features
 
     assert cache_features.main(["--help"]) == 0
     cfg = cache_features.load_config(cache_features.CacheConfig, ["--teacher", str(teacher_dir), "--image_size", "16"])

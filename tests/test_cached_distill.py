@@ -3,25 +3,23 @@ set and batches (flips included), an fp32 cache gives the online run's losses st
 cache that does not match the run is refused, naming the field."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from _data_fixtures import write_image_folder
-from _recipes_common import RECIPES, tiny_teacher  # noqa: F401  (fixture)
+from _recipes_common import tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo import create_model
 from repfusion_zoo.cache import build_feature_cache
 from repfusion_zoo.data import build_dataset
 from repfusion_zoo.distill import build_repfusion
+from repfusion_zoo.distill_model import DistillModel
 from repfusion_zoo.errors import CacheMismatchError
 from repfusion_zoo.teachers import DiffusionTeacher
 from repfusion_zoo.teachers.cached import CachedTeacher, check_cache_for_run
 from repfusion_zoo.training.data import seeded_train_loader
 
-sys.path.insert(0, str(RECIPES))
-from distill import DistillModel  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TIMESTEPS = [0, 10, 500]
@@ -39,10 +37,11 @@ def _losses(teacher: torch.nn.Module, dataset, steps: int = 3) -> list[dict[str,
     out: list[dict[str, float]] = []
     for _, batch in zip(range(steps), loader):
         result = model(batch["image"], batch["label"], 0.5, batch["index"], batch["flip"])
-        result["total"].backward()
+        result.losses["total"].backward()
         optimizer.step()
         optimizer.zero_grad()
-        out.append({k: float(v.detach()) for k, v in result.items() if v.dim() == 0})
+        out.append({**{k: float(v.detach()) for k, v in result.losses.items()},
+                    "policy_entropy": float(result.policy_entropy)})
     return out
 
 

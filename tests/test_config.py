@@ -1,7 +1,6 @@
 """Recipe configs: YAML + flags into a dataclass; unknown keys list the valid ones; every shipped config validates."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from repfusion_zoo.training.config import load_config, opt, parse_flags, read_ya
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "recipes" / "configs"
-sys.path.insert(0, str(REPO / "recipes"))
 
 
 @dataclass
@@ -83,7 +81,7 @@ CONFIG_FILES = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith
 def test_every_shipped_config_loads_and_validates(path):
     recipe = _recipe_of(path)
     if recipe == "distill":
-        import distill
+        from repfusion_zoo.pipelines import distill
 
         cfg = distill.load_distill_config(["--config", str(path)])
         assert timm.is_model(cfg.student), f"{path.name}: student {cfg.student!r} is not a model name"
@@ -91,12 +89,12 @@ def test_every_shipped_config_loads_and_validates(path):
         if cfg.strategy == "fixed":
             assert 0 <= cfg.t < 1000
     elif recipe == "finetune":
-        import finetune
+        from repfusion_zoo.pipelines import finetune
 
         cfg = finetune.load_finetune_config(["--config", str(path)])
         assert cfg.task in ("classification", "segmentation", "landmarks")
     else:
-        import train_teacher
+        from repfusion_zoo.pipelines import train_teacher
 
         train_teacher.parse_config(["--config", str(path)])
 
@@ -114,7 +112,7 @@ def test_paper_settings_are_present():
 
 
 def test_paper_schedule_is_the_distill_default():
-    import distill
+    from repfusion_zoo.pipelines import distill
 
     cfg = distill.load_distill_config(["--config", str(CONFIGS / "cifar10_resnet18_hint.yaml")])
     assert (cfg.num_train_epochs, cfg.train_batch_size, cfg.learning_rate, cfg.momentum, cfg.weight_decay) == (200, 128, 0.1, 0.9, 1e-4)
@@ -143,10 +141,10 @@ def test_aliases_in_files_and_flags_set_the_canonical_keys(tmp_path):
 def test_every_recipe_uses_the_diffusers_names_and_help_shows_them(capsys):
     """One naming across recipes: no recipe field is an alias; the shared keys exist in each; --help
     lists the canonical names with their aliases."""
-    import distill
-    import finetune
-    import push_to_hub
-    import train_teacher
+    from repfusion_zoo.pipelines import distill
+    from repfusion_zoo.pipelines import finetune
+    from repfusion_zoo.pipelines import push as push_to_hub
+    from repfusion_zoo.pipelines import train_teacher
 
     from repfusion_zoo.training.config import ALIASES, schema_fields
 

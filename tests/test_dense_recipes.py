@@ -4,7 +4,7 @@ Hub-ready folder whose card holds the metrics. The landmarks run starts from the
 folder, as the paper initialises WFLW from the CelebA-HQ segmentation backbone."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -71,14 +71,8 @@ def parsing_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recipe(name: str):
-    """recipes/<name>.py imported by path (the recipes folder is not a package)."""
-    module_name = f"_dense_tests_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / "recipes" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+    """The body of recipes/<name>.py (a module of repfusion_zoo.pipelines)."""
+    return importlib.import_module(f"repfusion_zoo.pipelines.{name}")
 
 
 def test_finetune_help_lists_the_dense_tasks_and_their_keys(capsys: pytest.CaptureFixture) -> None:
@@ -97,7 +91,7 @@ def test_dense_configs_hold_the_paper_schedule(name: str) -> None:
     cfg = _recipe("finetune").load_finetune_config(["--config", str(CONFIGS / f"{name}.yaml")])
     if cfg.task == "segmentation":
         assert (cfg.crop_size, cfg.eval_size, cfg.max_train_steps, cfg.train_batch_size) == (448, 512, 160000, 16)
-        assert (cfg.optimizer, cfg.learning_rate, cfg.momentum, cfg.scheduler, cfg.num_classes) == ("sgd", 0.01, 0.9, "poly", 19)
+        assert (cfg.optimizer, cfg.learning_rate, cfg.momentum, cfg.lr_scheduler, cfg.num_classes) == ("sgd", 0.01, 0.9, "poly", 19)
     else:
         assert (cfg.optimizer, cfg.learning_rate, cfg.num_train_epochs, cfg.train_batch_size) == ("adam", 0.002, 60, 128)
         assert (cfg.input_size, cfg.heatmap_size, cfg.sigma, cfg.num_points) == (256, 64, 2.0, 98)

@@ -3,7 +3,6 @@ fine-tune, and bad input (each a clear error or a counted skip, nothing half-wri
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,11 +11,10 @@ import torch
 import yaml
 
 from _data_fixtures import write_image_folder
-from _recipes_common import RECIPES, TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags
+from _recipes_common import TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags
 from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 from repfusion_zoo.errors import ConfigError, DatasetError
 
-sys.path.insert(0, str(RECIPES))
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +55,8 @@ def test_offline_default_shortened_runs_whole_chain(tmp_path):
 
 
 def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_server):
-    import distill
-    import push_to_hub as push_recipe
+    from repfusion_zoo.pipelines import distill
+    from repfusion_zoo.pipelines import push as push_recipe
 
     from repfusion_zoo import create_model
     from repfusion_zoo import load_pretrained
@@ -85,7 +83,7 @@ def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_serve
 
 
 def test_finetune_help_lists_tasks(capsys):
-    import finetune
+    from repfusion_zoo.pipelines import finetune
 
     assert finetune.main(["--help"]) == 0
     text = capsys.readouterr().out
@@ -94,7 +92,7 @@ def test_finetune_help_lists_tasks(capsys):
 
 
 def test_missing_dataset_path_is_clear_and_writes_nothing(tmp_path, tiny_teacher):
-    import distill
+    from repfusion_zoo.pipelines import distill
 
     out = tmp_path / "run"
     cfg = distill.load_distill_config(tiny_flags(out, teacher=str(tiny_teacher), dataset=str(tmp_path / "no" / "such")))
@@ -104,8 +102,7 @@ def test_missing_dataset_path_is_clear_and_writes_nothing(tmp_path, tiny_teacher
 
 
 def test_unknown_key_lists_valid_keys():
-    import distill
-    import finetune
+    from repfusion_zoo.pipelines import distill, finetune
 
     with pytest.raises(ConfigError, match="valid keys are:.*student"):
         distill.load_distill_config(["--studnet", "resnet18_cifar"])
@@ -114,7 +111,7 @@ def test_unknown_key_lists_valid_keys():
 
 
 def test_teacher_data_mismatch_fails_before_training(tmp_path, tiny_teacher):
-    import distill
+    from repfusion_zoo.pipelines import distill
 
     out = tmp_path / "run"
     cfg = distill.load_distill_config(tiny_flags(out, teacher=str(tiny_teacher)) + ["--image_size", "16"])
@@ -124,7 +121,7 @@ def test_teacher_data_mismatch_fails_before_training(tmp_path, tiny_teacher):
 
 
 def test_corrupt_image_is_a_counted_skip(tmp_path):
-    import finetune
+    from repfusion_zoo.pipelines import finetune
 
     from repfusion_zoo.data import UnreadableImageWarning
 
@@ -153,7 +150,7 @@ def test_corrupt_image_is_a_counted_skip(tmp_path):
 
 def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):
     """Tables 4/5: a fine-tuned CNN's last map as the teacher (fixed t, no decoder g)."""
-    import distill
+    from repfusion_zoo.pipelines import distill
 
     first = distill.distill(distill.load_distill_config(tiny_flags(tmp_path / "a", teacher=str(tiny_teacher), max_train_steps=1)))
     cfg = distill.load_distill_config(tiny_flags(tmp_path / "b", teacher=first["backbone_dir"], max_steps=2,
@@ -205,7 +202,7 @@ def _class_conditional_teacher(folder: Path) -> Path:
 def test_tinyimagenet_class_map_feeds_imagenet_ids(tmp_path, monkeypatch):
     """`teacher_class_map: tinyimagenet`: WordNet-id class folders reach the ADM-style teacher as their
     ImageNet indices, never as the dataset's 0..2 (the authors' bug)."""
-    import distill
+    from repfusion_zoo.pipelines import distill
 
     data = write_image_folder(tmp_path / "data", dict.fromkeys(TINY_IMAGENET_WNIDS, 4), size=8)
     seen: list[int] = []

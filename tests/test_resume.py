@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from _recipes_common import accelerate_cmd, env, load_weights, run, tiny_flags
 from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 from repfusion_zoo.errors import ConfigError
-from repfusion_zoo.training.state import CheckpointManager, Progress, complete_checkpoints, resolve_resume
+from repfusion_zoo.training.state import CheckpointManager, TrainingState, complete_checkpoints, resolve_resume
 
 
 def test_checkpoints_are_atomic_and_pruned(tmp_path):
@@ -21,7 +21,7 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     model = acc.prepare(torch.nn.Linear(2, 2))
     manager = CheckpointManager(acc, tmp_path, total_limit=2)
     for step in (1, 2, 3):
-        manager.save(Progress(step=step, epoch=0, batch_in_epoch=step))
+        manager.save(TrainingState(step=step, epoch=0, batch_in_epoch=step))
     assert [s for s, _ in complete_checkpoints(tmp_path)] == [2, 3]
     # a save killed half-way leaves a .tmp folder (and no progress.json): it is never picked
     half = tmp_path / "checkpoint-9.tmp"
@@ -45,7 +45,7 @@ def test_resume_from_checkpoint_takes_latest_auto_or_a_folder_name(tmp_path):
     acc.prepare(torch.nn.Linear(2, 2))
     manager = CheckpointManager(acc, tmp_path, total_limit=3)
     for step in (5, 10):
-        assert manager.save(Progress(step=step)) == tmp_path / f"checkpoint-{step}"
+        assert manager.save(TrainingState(step=step)) == tmp_path / f"checkpoint-{step}"
     assert resolve_resume("latest", tmp_path) == resolve_resume("auto", tmp_path) == tmp_path / "checkpoint-10"
     assert resolve_resume("checkpoint-5", tmp_path) == tmp_path / "checkpoint-5"
     assert resolve_resume(str(tmp_path / "checkpoint-5"), tmp_path / "elsewhere") == tmp_path / "checkpoint-5"

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import repfusion_zoo.pipelines.train_teacher as tt
+from repfusion_zoo.errors import ConfigError
+from repfusion_zoo.training import make_accelerator
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-sys.path.insert(0, str(RECIPES))
-
-import train_teacher as tt  # noqa: E402
-
-from repfusion_zoo.errors import ConfigError  # noqa: E402
 
 TINY = [
     "--max_train_steps", "4", "--train_batch_size", "16", "--block_out_channels", "8,16,16", "--norm_num_groups", "4",
@@ -185,9 +184,9 @@ def test_mixed_precision_comes_from_the_launcher(tmp_path: Path, monkeypatch):
     try:
         cfg = tt.parse_config([*TINY, "--output_dir", str(tmp_path / "t")])
         assert cfg.mixed_precision == "" and tt.config_key(cfg)["mixed_precision"] == "bf16"
-        assert tt.make_accelerator(cfg, tmp_path / "t.run").mixed_precision == "bf16"
+        assert make_accelerator(tt.loop_settings(cfg)).mixed_precision == "bf16"
         AcceleratorState._reset_state(True)
         own = tt.parse_config([*TINY, "--mixed_precision", "no"])
-        assert tt.make_accelerator(own, tmp_path / "t.run").mixed_precision == "no"
+        assert make_accelerator(tt.loop_settings(own)).mixed_precision == "no"
     finally:
         AcceleratorState._reset_state(True)

@@ -17,7 +17,7 @@ from timm.models._efficientnet_builder import decode_arch_def, resolve_act_layer
 from timm.models.efficientnet import EfficientNet
 
 from ..errors import ConfigError
-from . import cifar_cfg, register_new_model
+from .registration import cifar_cfg, register_new_model
 
 __all__ = ["CifarMobileNetV2"]
 

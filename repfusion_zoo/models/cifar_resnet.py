@@ -13,7 +13,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..errors import ConfigError
-from . import cifar_cfg, register_new_model
+from .registration import cifar_cfg, register_new_model
 
 __all__ = ["CifarResNet"]
 

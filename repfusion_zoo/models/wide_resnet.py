@@ -20,7 +20,7 @@ from timm.models._manipulate import named_apply
 from timm.models.resnetv2 import PreActBasic, ResNetStage
 
 from ..errors import ConfigError
-from . import cifar_cfg, register_new_model
+from .registration import cifar_cfg, register_new_model
 
 __all__ = ["WideResNet"]
 

@@ -74,7 +74,7 @@ class LandmarksTask(Task):
             "weight_decay": 0.0,
             "num_train_epochs": 60,
             "train_batch_size": 128,
-            "scheduler": "multistep",
+            "lr_scheduler": "multistep",
             "milestones": [40, 55],
             "gamma": 0.1,
             "eval_batch_size": 64,

@@ -94,7 +94,7 @@ class SegmentationTask(Task):
             "learning_rate": 0.01,
             "momentum": 0.9,
             "weight_decay": 5e-4,
-            "scheduler": "poly",
+            "lr_scheduler": "poly",
             "poly_power": 0.9,
             "train_batch_size": 16,
             "num_train_epochs": 10000,

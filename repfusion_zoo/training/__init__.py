@@ -1,16 +1,21 @@
-"""Training infrastructure shared by the recipes: config, data order, loop, state, eval, plots."""
+"""Training infrastructure shared by the recipes: config, settings, the loop, its step contract, state,
+data order, evaluation, plots, CPU threads."""
 from __future__ import annotations
 
-from .config import ConfigError, format_help, load_config, opt, peek, read_yaml, to_dict, wants_help
+from .config import format_help, load_config, opt, peek, read_yaml, to_dict, wants_help
 from .evaluate import evaluate, shard
-from .loop import TrainConfig, Trainer, build_optimizer, lr_factor, make_accelerator, micro_batch_size
+from .loop import Trainer, epoch_batches
 from .plots import plot_timestep_histograms
+from .settings import (LoopSettings, TrainConfig, build_optimizer, lr_factor, lr_schedule, make_accelerator,
+                       micro_batch_size)
+from .state import CheckpointManager, TrainingState, complete_checkpoints, resolve_resume, seed_everything, seed_step
+from .step import StepFn, StepOutput
 from .threads import configure_cpu_threads
-from .state import CheckpointManager, Progress, complete_checkpoints, resolve_resume, seed_everything, seed_step
 
 __all__ = [
-    "CheckpointManager", "ConfigError", "Progress", "TrainConfig", "Trainer", "build_optimizer",
-    "complete_checkpoints", "configure_cpu_threads", "evaluate", "format_help", "load_config", "lr_factor", "make_accelerator",
-    "micro_batch_size", "opt", "peek", "plot_timestep_histograms", "read_yaml", "resolve_resume",
-    "seed_everything", "seed_step", "shard", "to_dict", "wants_help",
+    "CheckpointManager", "LoopSettings", "StepFn", "StepOutput", "TrainConfig", "Trainer", "TrainingState",
+    "build_optimizer", "complete_checkpoints", "configure_cpu_threads", "epoch_batches", "evaluate", "format_help",
+    "load_config", "lr_factor", "lr_schedule", "make_accelerator", "micro_batch_size", "opt", "peek",
+    "plot_timestep_histograms", "read_yaml", "resolve_resume", "seed_everything", "seed_step", "shard", "to_dict",
+    "wants_help",
 ]

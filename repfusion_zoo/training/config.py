@@ -45,6 +45,7 @@ ALIASES: dict[str, str] = {
     "hub_private": "hub_private_repo",
     "private": "hub_private_repo",
     "repo_id": "hub_model_id",
+    "scheduler": "lr_scheduler",  # diffusers' name; `scheduler` alone would also name the DDPM noise scheduler
     # the prefixed keys of recipes/distill.py (its teacher run and its downstream fine-tunes)
     "teacher_max_steps": "teacher_max_train_steps",
     "finetune_lr": "finetune_learning_rate",

@@ -1,125 +1,59 @@
-"""The one Accelerate training loop behind every recipe (distill, finetune).
+"""The one training loop behind every recipe (train_teacher, distill, finetune).
 
-`TrainConfig` holds the keys every recipe shares; `Trainer` owns the accelerator, the data
-loader, the optimiser and schedule, resume, logging and the step loop. A recipe supplies a
-`step_fn(model, batch, progress_fraction) -> dict[str, Tensor]` returning named losses with
-"total"; 0-d tensors are logged (mean over processes and over the epoch), integer 1-d tensors
-named in `histograms` are gathered and counted per epoch (e.g. the sampled time steps "t").
+`Trainer(settings, project_name)` owns the accelerator (`make_accelerator`), the data loader
+(epoch-seeded order and augmentation), the optimiser and LR schedule (prepared with accelerate, so
+`accelerator.save_state` / `load_state` carry them), resume, logging and the step loop. A recipe
+supplies a step function returning a `StepOutput` (see step.py) and, where it needs them, hooks:
+``after_optimizer_step()`` (the teacher's EMA), ``on_log(step, means)`` (the teacher's loss
+check) and ``on_epoch_end(epoch) -> scores`` (fine-tuning's evaluation).
+
+Every step reseeds python, numpy and torch from (seed, global micro-batch, rank) (`seed_step`), so
+a resumed run repeats an uninterrupted one bit for bit on a CPU.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import ProjectConfiguration
+from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
 from ..data.subsets import check_indices, read_indices
-from ..distributed import multi_process_cpu
 from ..errors import ConfigError
-from .config import opt, to_dict
 from .data import seeded_train_loader
-from .state import CheckpointManager, Progress, resolve_resume, seed_step
+from .records import EpochTally, LogWindow, flat_scalars
+from .settings import LoopSettings, LrSchedule, make_accelerator, micro_batch_size, trackers
+from .state import CheckpointManager, TrainingState, resolve_resume, seed_step
+from .step import StepFn, StepOutput
 
-StepFn = Callable[[nn.Module, dict[str, Any], float], Mapping[str, torch.Tensor]]
-
-
-@dataclass
-class TrainConfig:
-    """Keys shared by every recipe that trains."""
-
-    output_dir: str = opt("outputs/run", "where checkpoints, logs, pictures and the saved model go")
-    seed: int = opt(0, "seed of the data order, augmentation and every random draw")
-    num_train_epochs: int = opt(200, "training epochs")
-    max_train_steps: int = opt(0, "stop after this many optimiser steps (0 = run all epochs)")
-    train_batch_size: int = opt(128, "GLOBAL batch per optimiser step (split over processes and accumulation)")
-    eval_batch_size: int = opt(256, "evaluation batch per process")
-    optimizer: str = opt("sgd", "optimiser", choices=["sgd", "adam", "adamw"])
-    learning_rate: float = opt(0.1, "peak learning rate")
-    momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(1e-4, "weight decay")
-    scheduler: str = opt("multistep", "learning-rate schedule", choices=["multistep", "poly", "cosine", "constant"])
-    milestones: list[int] = opt([100, 150], "multistep: epochs where the lr is multiplied by `gamma`")
-    gamma: float = opt(0.1, "multistep decay factor")
-    poly_power: float = opt(0.9, "poly: (1 - step/total) ** power")
-    max_grad_norm: float = opt(0.0, "clip gradients to this norm (0 = off)")
-    gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
-    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=["", "no", "fp16", "bf16"])
-    dataloader_num_workers: int = opt(0, "data-loader worker processes")
-    checkpointing_steps: int = opt(0, "save the resumable state output_dir/checkpoint-<step> every N optimiser steps (0 = only at the end)")
-    checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
-    resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest output_dir/checkpoint-<step>, or a checkpoint folder")
-    report_to: str = opt("none", "trackers for accelerate (none, tensorboard, all, ...)")
-    log_every: int = opt(10, "log the running losses every N optimiser steps")
-    train_subset: str = opt("", "train only on these items: a JSON file with a list of dataset indices ('' = all)")
-
-
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    """The accelerator for a run: accumulation, precision, trackers, project dir."""
-    report_to = None if cfg.report_to in ("", "none") else cfg.report_to
-    if report_to == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise ConfigError("--report_to tensorboard needs the `tensorboard` package; pip install tensorboard or use --report_to none") from None
-    return Accelerator(
-        cpu=multi_process_cpu(),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=cfg.mixed_precision or None,
-        log_with=report_to,
-        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
-
-
-def micro_batch_size(cfg: TrainConfig, num_processes: int) -> int:
-    """Per-process, per-micro-step batch: `train_batch_size / (num_processes * gradient_accumulation_steps)`."""
-    parts = num_processes * cfg.gradient_accumulation_steps
-    if cfg.train_batch_size % parts or cfg.train_batch_size < parts:
-        raise ConfigError(
-            f"train_batch_size={cfg.train_batch_size} must be a multiple of num_processes x gradient_accumulation_steps = {parts}"
-        )
-    return cfg.train_batch_size // parts
-
-
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """`cfg.optimizer` (SGD with momentum, Adam or AdamW) over the `params` that require grad."""
-    params = [p for p in params if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-
-
-def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
-    """The multiplier of the peak lr at optimiser step `step` (a pure function: resume-safe)."""
-    if cfg.scheduler == "multistep":
-        return cfg.gamma ** sum(step >= m * steps_per_epoch for m in cfg.milestones)
-    if cfg.scheduler == "poly":
-        return max(0.0, 1.0 - step / max(1, total_steps)) ** cfg.poly_power
-    if cfg.scheduler == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
-    return 1.0
+__all__ = ["Trainer", "epoch_batches"]
 
 
 class Trainer:
-    """Accelerator + data + optimiser + schedule + resume + logging around a recipe's step."""
+    """Accelerator + data + optimiser + LR schedule + resume + logging around a recipe's step.
 
-    def __init__(self, cfg: TrainConfig, project_name: str) -> None:
-        self.cfg = cfg
-        self.output_dir = Path(cfg.output_dir)
-        self.accelerator = make_accelerator(cfg)
+    Args:
+        settings: the loop's `LoopSettings` (``LoopSettings.of(cfg)`` for a recipe config).
+        project_name: the progress bar's and the trackers' name.
+        find_unused_parameters: DDP's, for a model whose step may leave parameters without a gradient.
+        epoch_records: write a record per epoch (``log.jsonl``, trackers, a line beside the bar).
+        final_checkpoint: save the state at the last step too, not only every ``checkpointing_steps``.
+    """
+
+    def __init__(self, settings: LoopSettings, project_name: str, *, find_unused_parameters: bool = False,
+                 epoch_records: bool = True, final_checkpoint: bool = True) -> None:
+        self.settings = settings
+        self.output_dir = Path(settings.output_dir)
+        self.accelerator = make_accelerator(settings, find_unused_parameters)
         self.project_name = project_name
-        self.progress = Progress()
-        self._log_file = self.output_dir / "log.jsonl"
+        self.state = TrainingState()
+        self.epoch_records = epoch_records
+        self.final_checkpoint = final_checkpoint
+        self._window = LogWindow()
 
     # ---- set-up -------------------------------------------------------------------------
     @property
@@ -131,151 +65,110 @@ class Trainer:
 
     def train_loader(self, dataset: Dataset) -> DataLoader:
         """The training loader: epoch-seeded order and augmentation, drop_last, sharded by accelerate;
-        only the items of `train_subset` when the config names one."""
-        cfg = self.cfg
-        if cfg.train_subset:
-            indices = read_indices(cfg.train_subset)
-            check_indices(indices, dataset, f"train_subset {cfg.train_subset}")
+        only the items of ``train_subset`` when the settings name one."""
+        settings = self.settings
+        if settings.train_subset:
+            indices = read_indices(settings.train_subset)
+            check_indices(indices, dataset, f"train_subset {settings.train_subset}")
             dataset = Subset(dataset, indices)
-        micro = micro_batch_size(cfg, self.accelerator.num_processes)
-        loader, self.sampler, self.seeded = seeded_train_loader(dataset, micro, cfg.seed, cfg.dataloader_num_workers)
+        micro = micro_batch_size(settings, self.accelerator.num_processes)
+        loader, self.sampler, self.seeded = seeded_train_loader(dataset, micro, settings.seed, settings.dataloader_num_workers)
         if len(loader) < self.accelerator.num_processes:
-            raise ConfigError(f"the training set ({len(dataset)} items) is smaller than one global batch ({cfg.train_batch_size}); lower --train_batch_size")
+            raise ConfigError(f"the training set ({len(dataset)} items) is smaller than one global batch "
+                              f"({settings.train_batch_size}); lower --train_batch_size")
         return loader
 
-    def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
-        """Wrap with accelerate; build the lr schedule; restore the state when resuming."""
-        cfg, acc = self.cfg, self.accelerator
+    def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, lr_schedule: LrSchedule,
+                tracker_config: Mapping[str, Any] | None = None) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
+        """Wrap with accelerate, build the LR schedule, restore the state when resuming, start the trackers."""
+        settings, acc = self.settings, self.accelerator
         self.model, self.optimizer, self.loader = acc.prepare(model, optimizer, loader)
-        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / cfg.gradient_accumulation_steps))
-        total = cfg.num_train_epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_train_steps) if cfg.max_train_steps > 0 else total
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer,
-            lambda step: lr_factor(cfg, step, self.steps_per_epoch, self.total_steps),
-        )
-        self.checkpoints = CheckpointManager(acc, self.output_dir, cfg.checkpoints_total_limit)
-        resume_from = resolve_resume(cfg.resume_from_checkpoint, self.output_dir)
+        self.steps_per_epoch = max(1, math.ceil(len(self.loader) / settings.gradient_accumulation_steps))
+        if settings.num_train_epochs is None:
+            self.total_steps = settings.max_train_steps
+        else:
+            total = settings.num_train_epochs * self.steps_per_epoch
+            self.total_steps = min(total, settings.max_train_steps) if settings.max_train_steps > 0 else total
+        raw_optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        self.lr_schedule = acc.prepare(lr_schedule(raw_optimizer, self.steps_per_epoch, self.total_steps))
+        self.checkpoints = CheckpointManager(acc, self.output_dir, settings.checkpoints_total_limit)
+        resume_from = resolve_resume(settings.resume_from_checkpoint, self.output_dir)
         if resume_from is not None:
-            self.progress = self.checkpoints.load(resume_from)
-            self.scheduler.last_epoch = self.progress.step - 1
-            self.scheduler.step()
-            self.print(f"resumed from {resume_from} at step {self.progress.step} (epoch {self.progress.epoch})")
-        if cfg.report_to not in ("", "none"):
-            acc.init_trackers(self.project_name, config=_flat_scalars(to_dict(cfg)))
+            self.state = self.checkpoints.load(resume_from)
+            self.print(f"resumed from {resume_from} at step {self.state.step} (epoch {self.state.epoch})")
+        if trackers(settings.report_to):
+            acc.init_trackers(self.project_name, config=flat_scalars(tracker_config or {}))
         return self.model, self.optimizer, self.loader
 
     # ---- the loop -----------------------------------------------------------------------
-    def fit(self, step_fn: StepFn, *, histograms: Mapping[str, int] | None = None,
-            on_epoch_end: Callable[[int], Mapping[str, float]] | None = None) -> Progress:
-        """Run optimiser steps until `total_steps`; save every `checkpointing_steps` steps and at the end."""
-        cfg, acc, progress = self.cfg, self.accelerator, self.progress
-        histograms = dict(histograms or {})
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.total_steps, initial=progress.step, disable=not acc.is_local_main_process,
+    def fit(self, step_fn: StepFn, *, after_optimizer_step: Callable[[], None] | None = None,
+            on_log: Callable[[int, dict[str, float]], None] | None = None,
+            on_epoch_end: Callable[[int], Mapping[str, float]] | None = None) -> TrainingState:
+        """Run optimiser steps until `total_steps`; save every ``checkpointing_steps`` steps (and at the end)."""
+        settings, acc, state = self.settings, self.accelerator, self.state
+        tally = EpochTally(acc, state, self.output_dir / "log.jsonl") if self.epoch_records else None
+        bar = tqdm(total=self.total_steps, initial=state.step, disable=not acc.is_local_main_process,
                    desc=self.project_name, dynamic_ncols=True)
         self.model.train()
-        while progress.step < self.total_steps:
-            batches = epoch_batches(acc, self.loader, progress.epoch, progress.batch_in_epoch)
-            self.sampler.set_epoch(progress.epoch)
-            self.seeded.set_epoch(progress.epoch)
+        while state.step < self.total_steps:
+            batches = epoch_batches(acc, self.loader, state.epoch, state.batch_in_epoch)
+            self.sampler.set_epoch(state.epoch)
+            self.seeded.set_epoch(state.epoch)
             stopped = False
             for batch in batches:
-                seed_step(cfg.seed, progress.epoch * len(self.loader) + progress.batch_in_epoch, acc.process_index)
-                with acc.accumulate(self.model):
-                    with acc.autocast():
-                        out = step_fn(self.model, batch, progress.step / max(1, self.total_steps))
-                    acc.backward(out["total"])
-                    if acc.sync_gradients and cfg.max_grad_norm > 0:
-                        acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                progress.batch_in_epoch += 1
-                self._accumulate(out, histograms)
-                if acc.sync_gradients:
-                    self.scheduler.step()
-                    progress.step += 1
-                    bar.update(1)
-                    if progress.step % max(1, cfg.log_every) == 0:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in self._running_means().items()})
-                    if cfg.checkpointing_steps and progress.step % cfg.checkpointing_steps == 0 and progress.step < self.total_steps:
-                        self.checkpoints.save(progress)
-                    if progress.step >= self.total_steps:
-                        stopped = True
-                        break
-            epoch_done = not stopped or progress.batch_in_epoch >= len(self.loader)
-            self._end_epoch(on_epoch_end, histograms, complete=epoch_done)
+                seed_step(settings.seed, state.epoch * len(self.loader) + state.batch_in_epoch, acc.process_index)
+                out = self._micro_step(step_fn, batch)
+                state.batch_in_epoch += 1
+                self._window.add(out)
+                if tally is not None:
+                    tally.add(out)
+                if not acc.sync_gradients:
+                    continue
+                self.lr_schedule.step()
+                if after_optimizer_step is not None:
+                    after_optimizer_step()
+                state.step += 1
+                bar.update(1)
+                if state.step % max(1, settings.log_every) == 0 or state.step == self.total_steps:
+                    means = self._window.means(acc)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
+                    if on_log is not None:
+                        on_log(state.step, means)
+                if self._checkpoint_due():
+                    self.checkpoints.save(state)
+                if state.step >= self.total_steps:
+                    stopped = True
+                    break
+            epoch_done = not stopped or state.batch_in_epoch >= len(self.loader)
+            if tally is not None:
+                extra = on_epoch_end(state.epoch) if on_epoch_end is not None else {}
+                tally.close_epoch(self.optimizer.param_groups[0]["lr"], epoch_done, extra)
             self.model.train()
             if epoch_done:
-                progress.epoch += 1
-                progress.batch_in_epoch = 0
+                state.epoch += 1
+                state.batch_in_epoch = 0
         bar.close()
-        self.checkpoints.save(progress)
-        return progress
+        if self.final_checkpoint:
+            self.checkpoints.save(state)
+        return state
 
-    # ---- logging ------------------------------------------------------------------------
-    def _accumulate(self, out: Mapping[str, torch.Tensor], histograms: Mapping[str, int]) -> None:
-        acc = self.accelerator
-        current = self.progress.history.setdefault("current", {"sums": {}, "count": 0, "hist": {}})
-        scalars = {k: v.detach().float() for k, v in out.items() if v.dim() == 0}
-        if scalars:
-            values = acc.reduce(torch.stack(list(scalars.values())).to(acc.device), reduction="mean")
-            for key, value in zip(scalars, values.tolist()):
-                current["sums"][key] = current["sums"].get(key, 0.0) + value
-            current["count"] += 1
-        for key, bins in histograms.items():
-            if key in out:
-                values = acc.gather(out[key].detach().long().to(acc.device))
-                counts = torch.bincount(values.clamp(0, bins - 1).cpu(), minlength=bins)
-                old = current["hist"].get(key)
-                current["hist"][key] = counts.tolist() if old is None else [a + b for a, b in zip(old, counts.tolist())]
+    def _micro_step(self, step_fn: StepFn, batch: dict[str, Any]) -> StepOutput:
+        """Forward (under autocast), backward, and on the last micro-batch of an optimiser step,
+        clipping and the optimiser step."""
+        acc, settings = self.accelerator, self.settings
+        with acc.accumulate(self.model):
+            with acc.autocast():
+                out = step_fn(self.model, batch, self.state.step / max(1, self.total_steps))
+            acc.backward(out.loss)
+            if acc.sync_gradients and settings.max_grad_norm > 0:
+                acc.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return out
 
-    def _running_means(self) -> dict[str, float]:
-        current = self.progress.history.get("current", {})
-        n = max(1, current.get("count", 0))
-        return {k: v / n for k, v in current.get("sums", {}).items() if k in ("total", "distill", "task", "ce")}
-
-    def _end_epoch(self, on_epoch_end: Callable[[int], Mapping[str, float]] | None,
-                   histograms: Mapping[str, int], complete: bool) -> None:
-        progress = self.progress
-        current = progress.history.pop("current", {"sums": {}, "count": 0, "hist": {}})
-        n = max(1, current["count"])
-        record: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step,
-                                  "lr": self.optimizer.param_groups[0]["lr"], "complete_epoch": complete}
-        record.update({_record_key(k): v / n for k, v in current["sums"].items()})
-        if on_epoch_end is not None:
-            record.update(on_epoch_end(progress.epoch))
-        progress.history.setdefault("epochs", []).append({**record, "hist": current["hist"]})
-        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if self.cfg.report_to not in ("", "none"):
-            self.accelerator.log(scalars, step=progress.step)
-            self._log_histograms(current["hist"], progress.step)
-        if self.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            with open(self._log_file, "a") as handle:
-                handle.write(json.dumps({**record, "hist": current["hist"]}) + "\n")
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k not in ("epoch", "step"))
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"epoch {progress.epoch} step {progress.step}: {shown}")  # on its own line, beside the bar
-
-    def _log_histograms(self, hist: Mapping[str, list[int]], step: int) -> None:
-        """Send each histogram of the epoch to TensorBoard when that tracker is active."""
-        if not hist or not self.is_main:
-            return
-        try:
-            tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
-        except (ValueError, KeyError, AttributeError):
-            return
-        if not hasattr(tracker, "add_histogram"):
-            return
-        import numpy as np
-
-        for key, counts in hist.items():
-            values = np.repeat(np.arange(len(counts)), counts)
-            if len(values):
-                tracker.add_histogram(f"hist/{key}", values, step)
+    def _checkpoint_due(self) -> bool:
+        every, step = self.settings.checkpointing_steps, self.state.step
+        return bool(every) and step % every == 0 and (step < self.total_steps or not self.final_checkpoint)
 
     def finish(self) -> None:
         """Close the trackers; the process group stays up (a recipe may run another loop after this one)."""
@@ -283,7 +176,7 @@ class Trainer:
             tracker.finish()
 
     def epochs_history(self) -> list[dict[str, Any]]:
-        return list(self.progress.history.get("epochs", []))
+        return list(self.state.history.get("epochs", []))
 
 
 def epoch_batches(accelerator: Accelerator, loader: DataLoader, epoch: int, skip: int) -> Iterable[Any]:
@@ -302,13 +195,3 @@ def epoch_batches(accelerator: Accelerator, loader: DataLoader, epoch: int, skip
         if hasattr(part, "set_epoch"):
             part.set_epoch(epoch)
     return batches
-
-
-def _record_key(name: str) -> str:
-    """`policy_entropy` -> `policy/entropy`; losses -> `loss/<name>`."""
-    return name.replace("policy_", "policy/", 1) if name.startswith("policy_") else f"loss/{name}"
-
-
-def _flat_scalars(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Tracker-friendly config: scalars as they are, lists and dicts as strings."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in cfg.items()}

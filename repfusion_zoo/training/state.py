@@ -2,9 +2,10 @@
 
 The layout of diffusers' example scripts: `output_dir/checkpoint-<step>` folders, and
 `--resume_from_checkpoint latest` (or `auto`) continues from the newest complete one.
-`accelerator.save_state` writes into `checkpoint-<step>.tmp`; only once every process has
-finished does the main process add `progress.json` and `os.replace` the folder to
-`checkpoint-<step>`. A kill at any moment leaves either the previous complete checkpoint or the
+`accelerator.save_state` writes into `checkpoint-<step>.tmp` (the models as safetensors; the
+optimiser, LR schedule and RNG states in torch's format, read back with ``weights_only=True``);
+only once every process has finished does the main process add `progress.json` (the
+`TrainingState`) and `os.replace` the folder to `checkpoint-<step>`. A kill at any moment leaves either the previous complete checkpoint or the
 new one, never a half-written folder under a final name.
 
 Bit-exact resume on CPU: the recipes reseed every random source at the start of each step from
@@ -24,6 +25,7 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from ..atomic import fsync_folder
 from ..errors import ConfigError
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -34,8 +36,9 @@ _STEP_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 
 @dataclass
-class Progress:
-    """Where training stands: optimiser steps done, epoch, batches done in that epoch, history."""
+class TrainingState:
+    """Where training stands: optimiser steps done, epoch, batches done in that epoch, and the
+    history of logged epochs (saved as ``progress.json`` in every checkpoint)."""
 
     step: int = 0
     epoch: int = 0
@@ -95,18 +98,18 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> Path | None:
 
 
 class CheckpointManager:
-    """Saves and restores the accelerator state plus `Progress`, keeping the newest `total_limit`."""
+    """Saves and restores the accelerator state plus the `TrainingState`, keeping the newest `total_limit`."""
 
     def __init__(self, accelerator: Accelerator, output_dir: str | Path, total_limit: int = 2) -> None:
         self.accelerator = accelerator
         self.root = checkpoint_root(output_dir)
         self.total_limit = max(1, total_limit)
 
-    def save(self, progress: Progress) -> Path:
-        """Write the state at `progress.step` atomically; returns the final folder."""
+    def save(self, state: TrainingState) -> Path:
+        """Write the run's state at `state.step` atomically; returns the final folder."""
         acc = self.accelerator
-        final = self.root / checkpoint_name(progress.step)
-        tmp = self.root / f"{checkpoint_name(progress.step)}.tmp"
+        final = self.root / checkpoint_name(state.step)
+        tmp = self.root / f"{checkpoint_name(state.step)}.tmp"
         if final.is_dir() and (final / PROGRESS_FILE).is_file():
             return final
         if acc.is_main_process:
@@ -117,21 +120,21 @@ class CheckpointManager:
         acc.save_state(str(tmp), safe_serialization=True)
         acc.wait_for_everyone()
         if acc.is_main_process:
-            _write_json(tmp / PROGRESS_FILE, asdict(progress))
-            _fsync_dir(tmp)
+            _write_json(tmp / PROGRESS_FILE, asdict(state))
+            fsync_folder(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            _fsync_dir(self.root)
+            fsync_folder(self.root)
             self._prune()
         acc.wait_for_everyone()
         return final
 
-    def load(self, folder: str | Path) -> Progress:
-        """Restore model/optimiser/RNG state from `folder`; returns its `Progress`."""
+    def load(self, folder: str | Path) -> TrainingState:
+        """Restore model / optimiser / LR schedule / RNG state from `folder`; returns its `TrainingState`."""
         folder = Path(folder)
         self.accelerator.load_state(str(folder))
         data = json.loads((folder / PROGRESS_FILE).read_text())
-        return Progress(**data)
+        return TrainingState(**data)
 
     def _prune(self) -> None:
         for _, path in complete_checkpoints(self.root)[: -self.total_limit]:
@@ -145,16 +148,3 @@ def _write_json(path: Path, data: Any) -> None:
         json.dump(data, handle)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
