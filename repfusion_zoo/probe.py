@@ -24,7 +24,10 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .data import build_dataset
 from .normalize import minus_one_one
+from .teachers import DiffusionTeacher
+from .visualize import pyplot
 
 __all__ = ["probe_timesteps", "pooled_features", "spectrum", "linear_probe_accuracy", "write_probe", "add_parser"]
 
@@ -59,10 +62,10 @@ def spectrum(features: torch.Tensor) -> tuple[list[float], float]:
 
 def linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, *, test_fraction: float = 0.3, seed: int = 0) -> float:
     """Held-out accuracy of a logistic-regression probe on ``features [N, C]`` (seeded stratified split)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # optional: the recipes extra (the probe's classifier)
+    from sklearn.model_selection import train_test_split  # optional: as above
+    from sklearn.pipeline import make_pipeline  # optional: as above
+    from sklearn.preprocessing import StandardScaler  # optional: as above
 
     x, y = features.double().numpy(), labels.numpy()
     counts = torch.bincount(labels - labels.min())
@@ -114,10 +117,7 @@ def probe_timesteps(
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = result["results"]
     steps = [row["t"] for row in rows]
@@ -155,8 +155,6 @@ def _timesteps(text: str) -> list[int]:
 
 
 def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from .data import build_dataset
-
     height = teacher.sample_size[0]
     dataset = build_dataset(spec, split=split, image_size=height, in_chans=teacher.in_channels)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_samples]
@@ -168,8 +166,6 @@ def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) ->
 
 def run(args: argparse.Namespace) -> int:
     """`repfusion-zoo probe`: teacher + data -> probe.json, probe.png."""
-    from .teachers import DiffusionTeacher
-
     teacher = DiffusionTeacher(args.teacher, layer=args.layer, noise=args.noise)
     images, labels = _load_images(args.data, teacher, args.split, args.num_samples, args.seed)
     result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed)

@@ -6,11 +6,21 @@ The paper's Figures 6 (parsing) and 7 (landmarks). Images are `[3, H, W]` in [0,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (for the PNG figures of runs and reports)."""
+    import matplotlib  # optional: the recipes extra (pip install repfusion-zoo[recipes]); figures only
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # optional: as above
+
+    return plt
+
 
 #: one colour per CelebAMask-HQ label (background, skin, nose, eye_g, l_eye, r_eye, l_brow, r_brow,
 #: l_ear, r_ear, mouth, u_lip, l_lip, hair, hat, ear_r, neck_l, neck, cloth)

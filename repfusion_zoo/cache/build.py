@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
 
 from ..atomic import recover, replace_file, replace_text
 from ..distributed import on_main, process_state
@@ -222,8 +223,6 @@ def build_feature_cache(
 
 def _write_all(writer: ShardWriter, mine: list[int], num_todo: int, state: Any) -> None:
     """This process's shards, with a progress bar (images) on the main process."""
-    from tqdm.auto import tqdm
-
     share = "" if state.num_processes == 1 else f" ({len(mine)} of {num_todo} shards here)"
     with tqdm(total=sum(writer.rows(i) for i in mine), desc=f"teacher cache{share}", unit="img",
               disable=not state.is_main_process, dynamic_ncols=True) as progress:

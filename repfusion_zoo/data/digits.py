@@ -19,7 +19,7 @@ from .transforms import Augmentation, match_channels, resize_tensor
 @lru_cache(maxsize=1)
 def _load_digits():
     """scikit-learn's `load_digits()` bunch (read once per process)."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # optional: the recipes extra (the offline default's data)
 
     return load_digits()
 

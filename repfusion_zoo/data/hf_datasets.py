@@ -61,10 +61,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _datasets() -> Any:
+    """Hugging Face `datasets`, imported on first use (only `hf:` specs need it)."""
+    import datasets  # optional: the recipes extra (pip install repfusion-zoo[recipes])
+
+    return datasets
+
+
 def load_hf(name: str, config: str | None) -> Any:
     """A `DatasetDict` or `Dataset` for a local path or a Hub id; `DatasetError` on any failure."""
-    import datasets
-
+    datasets = _datasets()
     path = Path(name).expanduser()
     try:
         if path.exists():
@@ -94,8 +100,7 @@ def load_hf(name: str, config: str | None) -> Any:
 
 def select_split(data: Any, split: str, seed: int) -> Any:
     """The `datasets.Dataset` of `split` (see the module docstring for the mapping)."""
-    import datasets
-
+    datasets = _datasets()
     split = canonical_split(split)
     if isinstance(data, datasets.DatasetDict):
         test_name = next((name for name in TEST_SPLIT_NAMES if name in data), None)
@@ -110,8 +115,7 @@ def select_split(data: Any, split: str, seed: int) -> Any:
 
 def split_indices(data: Any, split: str, seed: int) -> list[int]:
     """Sorted row indices of `split` in a seeded 80/20 cut of `data` (stratified by a ClassLabel column)."""
-    import datasets
-
+    datasets = _datasets()
     label = find_label_column(data)
     stratify = list(data[label]) if label and isinstance(data.features[label], datasets.ClassLabel) else None
     return seeded_split(len(data), split, seed, stratify=stratify)
@@ -127,8 +131,7 @@ def _find_column(data: Any, names: Sequence[str], feature_type: type) -> str | N
 
 def find_image_column(data: Any) -> str:
     """The image column: one of `IMAGE_COLUMNS`, else the first `datasets.Image` column."""
-    import datasets
-
+    datasets = _datasets()
     name = _find_column(data, IMAGE_COLUMNS, datasets.Image)
     if name is None:
         raise DatasetError(f"no image column in dataset (columns: {list(data.features)}); expected one of {IMAGE_COLUMNS}")
@@ -137,8 +140,7 @@ def find_image_column(data: Any) -> str:
 
 def find_label_column(data: Any) -> str | None:
     """The label column: one of `LABEL_COLUMNS`, else the first `datasets.ClassLabel` column, else None (unlabelled)."""
-    import datasets
-
+    datasets = _datasets()
     return _find_column(data, LABEL_COLUMNS, datasets.ClassLabel)
 
 
@@ -160,8 +162,7 @@ class HFImageDataset(ImageClassificationDataset):
 
     def __init__(self, spec: str, split: str = "train", *, image_size: int = 32, in_chans: int = 3, augment: bool = False, seed: int = 0,
                  crop_padding: int = 0):
-        import datasets
-
+        datasets = _datasets()
         name, config = parse_hf_spec(spec)
         data = select_split(load_hf(name, config), split, seed)
         self.image_column = find_image_column(data)
@@ -185,8 +186,7 @@ class HFImageDataset(ImageClassificationDataset):
         super().__init__(classes, [labels[i] for i in scan.good], image_augmentation(augment, crop_padding))
 
     def _labels(self, column: str | None) -> tuple[list[str], list[int]]:
-        import datasets
-
+        datasets = _datasets()
         if column is None:
             return [], [-1] * len(self.data)
         labels = [int(v) for v in self.data[column]]

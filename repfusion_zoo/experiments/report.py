@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..atomic import replace_text
+from ..visualize import pyplot
 from .config import ExperimentConfig
 
 __all__ = ["write_results", "summarise", "results_markdown"]
@@ -168,10 +169,7 @@ def results_markdown(summary: dict[str, Any]) -> str:
 
 def figure8(summary: dict[str, Any], path: Path) -> Path:
     """Fine-tuned top-1 vs fixed t (points and line), RL / random / probe / scratch as bands (mean ± std)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arms = summary["arms"]
     fixed = sorted((arm["t"][0], _mean_std(arm["top1"])) for name, arm in arms.items()

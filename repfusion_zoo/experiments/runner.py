@@ -24,13 +24,16 @@ from typing import Any, Mapping
 from torch.utils.data import Dataset, Subset
 
 from ..atomic import replace_text
+from ..cache import FeatureCache, build_feature_cache
 from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
+from ..teachers import DiffusionTeacher
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
 from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
+from .report import write_results
 from .subsets import ExperimentSubsets, write_subsets
 
 __all__ = ["run_experiment", "ExperimentError", "run_dir"]
@@ -74,9 +77,6 @@ def run_recipe(cfg: ExperimentConfig, recipes_dir: Path, recipe: str, flags: Map
 
 def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubsets) -> Path:
     """The teacher-feature cache of the distilled images at every t of `cfg.timesteps` (built or resumed)."""
-    from ..cache import FeatureCache, build_feature_cache
-    from ..teachers import DiffusionTeacher
-
     folder = Path(cfg.output_dir) / "cache"
     try:
         FeatureCache(folder)
@@ -163,8 +163,6 @@ def distill_summary(folder: Path) -> dict[str, Any]:
 
 def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) -> list[Path]:
     """The whole grid (resumable); returns the results files written (see `report.write_results`)."""
-    from .report import write_results
-
     check_arms(cfg)
     if not cfg.teacher:
         raise ConfigError("the experiment needs --teacher (a diffusers teacher folder or Hub id)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import timm
 from torch import nn
 
 from ..errors import ConfigError
@@ -36,8 +37,6 @@ def export_plain_backbone(features: nn.Module, model_kwargs: Mapping[str, Any] |
     features model lacks (e.g. HRNet's classification-head `incre_modules` / `final_layer`) keep
     their fresh initialisation; a weight the plain model does not have is a `ConfigError`.
     """
-    import timm
-
     cfg = dict(getattr(features, "pretrained_cfg", None) or {})
     architecture = cfg.get("architecture")
     if not architecture or not timm.is_model(architecture):

@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data import build_dataset, num_classes
 from ..errors import ConfigError
 from ..metrics import Metric, TopKAccuracy
 from ..normalize import InputNormalize
+from ..visualize import pyplot
 from ..zoo import create_model
 from .base import Task
 
@@ -91,8 +93,6 @@ class ClassificationTask(Task):
         }
 
     def build_datasets(self, cfg: Mapping[str, Any]) -> tuple[Dataset, Dataset]:
-        from ..data import build_dataset, num_classes
-
         common = dict(image_size=cfg["image_size"], in_chans=cfg["in_chans"], seed=cfg.get("seed", 0))
         train = build_dataset(cfg["dataset"], split="train", augment=cfg.get("augment", True),
                               crop_padding=int(cfg.get("crop_padding", 0)), **common)
@@ -123,10 +123,7 @@ class ClassificationTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """A grid of up to 16 eval images titled `pred/true`."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         images = batch["image"][:16].detach().float().cpu()
         with torch.no_grad():

@@ -16,9 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.heatmaps import decode, heatmap_coords_to_points
 from ..data.wflw import FLIP_INDEX, WFLW
 from ..errors import ConfigError
+from ..heads.backbone import export_plain_backbone
+from ..heads.heatmap import build_heatmap_model
 from ..metrics.landmarks import NMEMetric
+from ..modes import evaluating
+from ..visualize import save_landmark_pictures
 from ..metrics.base import Metric
 from .base import Task
 
@@ -99,8 +104,6 @@ class LandmarksTask(Task):
         return WFLW(cfg["data_root"], "train", **common), WFLW(cfg["data_root"], "test", **common)
 
     def build_model(self, backbone: str, pretrained: bool, cfg: Mapping[str, Any]) -> nn.Module:
-        from ..heads.heatmap import build_heatmap_model
-
         self.configure(cfg)
         self.model_kwargs = dict(cfg.get("model_kwargs") or {})
         return build_heatmap_model(
@@ -110,8 +113,6 @@ class LandmarksTask(Task):
 
     def backbone_of(self, model: nn.Module) -> nn.Module:
         """The fine-tuned trunk as a plain timm model with no classifier (what save_pretrained writes)."""
-        from ..heads.backbone import export_plain_backbone
-
         return export_plain_backbone(model.backbone, self.model_kwargs)
 
     def training_loss(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -128,8 +129,6 @@ class LandmarksTask(Task):
 
     def _points(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Points `[B, K, 2]` in input pixels, decoded from the heatmaps to sub-pixel accuracy."""
-        from ..data.heatmaps import decode, heatmap_coords_to_points
-
         heatmaps = model(images).float()
         coords, _ = decode(heatmaps, self.decode_method)
         return heatmap_coords_to_points(coords, images.shape[-1], heatmaps.shape[-1])
@@ -150,9 +149,6 @@ class LandmarksTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """Predicted (red) and annotated (green) points on the first `num_pictures` crops."""
-        from ..modes import evaluating
-        from ..visualize import save_landmark_pictures
-
         count = self.num_pictures
         images = batch["image"][:count]
         with evaluating(model):

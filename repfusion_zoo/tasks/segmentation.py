@@ -17,7 +17,11 @@ from torch.utils.data import Dataset
 
 from ..data.celebamask import IGNORE_INDEX, NUM_LABELS, CelebAMaskHQ
 from ..errors import ConfigError
+from ..heads.backbone import export_plain_backbone
+from ..heads.bisenet import build_bisenet
 from ..metrics.segmentation import SegmentationMetric
+from ..modes import evaluating
+from ..visualize import save_parsing_pictures
 from ..metrics.base import Metric
 from .base import Task
 
@@ -124,8 +128,6 @@ class SegmentationTask(Task):
         return train, evaluation
 
     def build_model(self, backbone: str, pretrained: bool, cfg: Mapping[str, Any]) -> nn.Module:
-        from ..heads.bisenet import build_bisenet
-
         self.configure(cfg)
         self.model_kwargs = dict(cfg.get("model_kwargs") or {})
         return build_bisenet(
@@ -135,8 +137,6 @@ class SegmentationTask(Task):
 
     def backbone_of(self, model: nn.Module) -> nn.Module:
         """The fine-tuned trunk as a plain timm model with no classifier (what save_pretrained writes)."""
-        from ..heads.backbone import export_plain_backbone
-
         return export_plain_backbone(model.backbone, self.model_kwargs)
 
     def training_loss(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -165,9 +165,6 @@ class SegmentationTask(Task):
 
     def visualize(self, model: nn.Module, batch: Mapping[str, Any], out_dir: Path) -> list[Path]:
         """image | target overlay | prediction overlay, for the first `num_pictures` images."""
-        from ..modes import evaluating
-        from ..visualize import save_parsing_pictures
-
         count = self.num_pictures
         sub = {"image": batch["image"][:count], "mask": batch["mask"][:count]}
         with evaluating(model):

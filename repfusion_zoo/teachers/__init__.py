@@ -1,13 +1,26 @@
-"""Frozen feature teachers: diffusion UNets (encoder-only) and supervised CNNs."""
+"""Frozen feature teachers: diffusion UNets (encoder-only), a feature cache in their place, and supervised CNNs.
+
+- diffusion.py: `DiffusionTeacher` (a diffusers UNet2DModel run to a named layer); unet_files.py: `load_unet`
+- cached.py: `CachedTeacher` (features read from a `repfusion_zoo.cache` folder), `check_cache_for_run`
+- supervised.py: `SupervisedTeacher` (a CNN's feature map, the supervised-KD rows)
+- adm.py: guided-diffusion ADM checkpoints -> UNet2DModel; the Tiny-ImageNet -> ImageNet class map
+
+Every teacher has ``feature(images, t, *, labels, index, flip)`` (what RepFusion distils) and
+``to_input(images01)`` (what it takes from [0, 1] dataset images).
+"""
 from __future__ import annotations
 
-from typing import Any
-
-from .diffusion import DiffusionTeacher, load_unet
+from .adm import ADM_IMAGENET64, ADMConfig, adm_unet_config, convert_adm_checkpoint, imagenet_wnids, tinyimagenet_class_map
+from .cached import CachedTeacher, check_cache_for_run
+from .diffusion import DiffusionTeacher
+from .supervised import SupervisedTeacher
+from .unet_files import load_unet
 
 __all__ = [
     "DiffusionTeacher",
     "load_unet",
+    "CachedTeacher",
+    "check_cache_for_run",
     "SupervisedTeacher",
     "convert_adm_checkpoint",
     "adm_unet_config",
@@ -16,22 +29,3 @@ __all__ = [
     "tinyimagenet_class_map",
     "imagenet_wnids",
 ]
-
-_LAZY = {
-    "SupervisedTeacher": ".supervised",
-    "convert_adm_checkpoint": ".adm",
-    "adm_unet_config": ".adm",
-    "ADMConfig": ".adm",
-    "ADM_IMAGENET64": ".adm",
-    "tinyimagenet_class_map": ".adm",
-    "imagenet_wnids": ".adm",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Import the ADM converter and the supervised teacher on first use."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from safetensors.torch import load_file
+from timm.data import ImageNetInfo
 
 from ..errors import ConfigError, InputError, TeacherNotFoundError, UnsafeWeightsError, WeightsMismatchError
-
-if TYPE_CHECKING:  # diffusers is imported on first use
-    from diffusers import UNet2DModel
 
 __all__ = [
     "ADMConfig",
@@ -233,8 +233,6 @@ def _load_adm_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise TeacherNotFoundError(f"ADM checkpoint {path} not found: expected guided-diffusion's .pt (e.g. 64x64_diffusion.pt)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -255,8 +253,6 @@ def convert_adm_checkpoint(
     The saved folder is a pipeline folder (``unet/`` + ``scheduler/``) that `DiffusionTeacher` loads;
     the scheduler is the ADM's (``squaredcos_cap_v2`` for ``noise_schedule="cosine"``).
     """
-    from diffusers import DDPMScheduler, UNet2DModel
-
     adm = checkpoint if isinstance(checkpoint, Mapping) else _load_adm_file(checkpoint)
     unet = UNet2DModel(**adm_unet_config(cfg))
     state = convert_adm_state_dict(adm, cfg, unet)
@@ -282,8 +278,6 @@ def convert_adm_checkpoint(
 # ---------------------------------------------------------------------------- class map
 def imagenet_wnids() -> list[str]:
     """The 1000 ImageNet-1k WordNet ids in class-index order (sorted; timm's copy)."""
-    from timm.data import ImageNetInfo
-
     return list(ImageNetInfo("imagenet-1k").label_names())
 
 

@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..visualize import pyplot
+
 
 def plot_timestep_histograms(epochs: Sequence[dict[str, Any]], path: str | Path, *, key: str = "t",
                              num_bins: int = 50, max_rows: int = 8) -> Path | None:
@@ -20,10 +22,7 @@ def plot_timestep_histograms(epochs: Sequence[dict[str, Any]], path: str | Path,
     if len(rows) > max_rows:
         picks = np.linspace(0, len(rows) - 1, max_rows).round().astype(int)
         rows = [rows[i] for i in sorted(set(picks.tolist()))]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(6, 1.3 * len(rows) + 0.6), sharex=True, squeeze=False)
     for ax, record in zip(axes[:, 0], rows):
