@@ -4,7 +4,7 @@
 Student: CIFAR ResNet-18 (`resnet18_cifar`), 32 px, batch 64. Teacher: the google/ddpm-cifar10-32
 ARCHITECTURE (its published config.json, tests/configs/ddpm-cifar10-32.json), random-initialised
 (no download; the cost does not depend on the weights), encoder-only to the authors' layer.
-The distillation step is recipes/distill.py's `DistillModel` (student forward_features + policy +
+The distillation step is `repfusion_zoo.distill_model.DistillModel` (student forward_features + policy +
 teacher encoder + decoder g + hint loss) with backward and an SGD step over student + policy +
 decoder + connector; the supervised step is student forward + cross-entropy + backward + SGD step.
 Both are timed interleaved (distill, supervised, teacher-only, ...) after warm-up, median reported.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import platform
 import statistics
@@ -32,14 +31,6 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER_CONFIG = REPO / "tests" / "configs" / "ddpm-cifar10-32.json"
-
-
-def load_distill_recipe():
-    spec = importlib.util.spec_from_file_location("distill_recipe", REPO / "recipes" / "distill.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["distill_recipe"] = module  # dataclasses need their module registered
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_teacher(layer: str):
@@ -77,10 +68,10 @@ def main() -> None:
     from repfusion_zoo import create_model
     from repfusion_zoo.decoders import build_decoder
     from repfusion_zoo.distill import RepFusion
+    from repfusion_zoo.distill_model import DistillModel
     from repfusion_zoo.losses import build_distill_loss
     from repfusion_zoo.timesteps import build_strategy
 
-    recipe = load_distill_recipe()
     teacher = build_teacher(args.layer)
     student = create_model("resnet18_cifar", num_classes=0)
     supervised = create_model("resnet18_cifar", num_classes=10)
@@ -89,11 +80,11 @@ def main() -> None:
     strategy = build_strategy(args.strategy, in_chans=3, num_train_timesteps=teacher.num_train_timesteps)
     rf = RepFusion(teacher, strategy, build_decoder("linear", t_channels, 10),
                    build_distill_loss("hint", student.num_features, t_channels))
-    model = recipe.DistillModel(student, rf, in_chans=3).to(device).train()
+    model = DistillModel(student, rf, in_chans=3).to(device).train()
     supervised = supervised.to(device).train()
     opt_d = torch.optim.SGD([*student.parameters(), *rf.trainable_parameters()], lr=0.1, momentum=0.9, weight_decay=1e-4)
     opt_s = torch.optim.SGD(supervised.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    mean, std = model.mean.to(device), model.std.to(device)
+    mean, std = model.normalize.mean.to(device), model.normalize.std.to(device)
 
     images = torch.rand(args.batch_size, 3, args.image_size, args.image_size, device=device)
     labels = torch.randint(0, 10, (args.batch_size,), device=device)
@@ -102,8 +93,8 @@ def main() -> None:
 
     def distill_step() -> None:
         with autocast():
-            losses = model(images, labels, 0.5)
-        losses["total"].backward()
+            out = model(images, labels, 0.5)
+        out.losses["total"].backward()
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
 

@@ -2,24 +2,27 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from types import ModuleType
 from typing import Sequence
 
-# sub-command -> module exposing `add_parser(subparsers)`; the parser's `func(args) -> int` runs it.
-COMMANDS: dict[str, str] = {
-    "probe": "repfusion_zoo.probe",
-    "prefetch": "repfusion_zoo.zoo.prefetch",
-    "models": "repfusion_zoo.zoo.table",
-    "recover": "repfusion_zoo.atomic",
+from . import atomic, probe
+from .zoo import prefetch, table
+
+# sub-command -> the module exposing `add_parser(subparsers)`; the parser's `func(args) -> int` runs it.
+COMMANDS: dict[str, ModuleType] = {
+    "probe": probe,
+    "prefetch": prefetch,
+    "models": table,
+    "recover": atomic,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repfusion-zoo", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_name in COMMANDS.values():
-        importlib.import_module(module_name).add_parser(subparsers)
+    for module in COMMANDS.values():
+        module.add_parser(subparsers)
     return parser
 
 

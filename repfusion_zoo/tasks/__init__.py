@@ -1,16 +1,17 @@
-"""Downstream tasks, by name. Each is imported only when asked for."""
+"""Downstream tasks, by name: classification, segmentation (face parsing), landmarks."""
 from __future__ import annotations
-
-import importlib
 
 from ..errors import ConfigError
 from ..metrics.base import Metric
 from .base import Task
+from .classification import ClassificationTask
+from .landmarks import LandmarksTask
+from .segmentation import SegmentationTask
 
-TASKS: dict[str, str] = {
-    "classification": "repfusion_zoo.tasks.classification:ClassificationTask",
-    "segmentation": "repfusion_zoo.tasks.segmentation:SegmentationTask",
-    "landmarks": "repfusion_zoo.tasks.landmarks:LandmarksTask",
+TASKS: dict[str, type[Task]] = {
+    "classification": ClassificationTask,
+    "segmentation": SegmentationTask,
+    "landmarks": LandmarksTask,
 }
 
 
@@ -18,8 +19,7 @@ def get_task(name: str) -> type[Task]:
     """The Task class registered under `name`."""
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
-    module_name, class_name = TASKS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return TASKS[name]
 
 
 __all__ = ["Metric", "Task", "TASKS", "get_task"]
