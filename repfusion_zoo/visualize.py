@@ -95,21 +95,21 @@ def save_pictures(pictures: Iterable[Image.Image], out_dir: str | Path, prefix: 
     return paths
 
 
-def save_parsing_pictures(
-    images: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor | None, out_dir: str | Path,
-    prefix: str = "parsing", max_images: int = 4,
-) -> list[Path]:
+def _save_rows(draw: Any, images: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor | None,
+               out_dir: str | Path, prefix: str, max_images: int) -> list[Path]:
+    """``draw(image, prediction, target | None)`` for the first `max_images` images, one PNG each."""
+    count = min(max_images, len(images))
+    pictures = (draw(images[i], predictions[i], None if targets is None else targets[i]) for i in range(count))
+    return save_pictures(pictures, out_dir, prefix)
+
+
+def save_parsing_pictures(images: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor | None,
+                          out_dir: str | Path, prefix: str = "parsing", max_images: int = 4) -> list[Path]:
     """One PNG per image: image | target overlay | prediction overlay. images `[B, 3, H, W]`, masks `[B, H, W]`."""
-    count = min(max_images, len(images))
-    pictures = (parsing_row(images[i], predictions[i], None if targets is None else targets[i]) for i in range(count))
-    return save_pictures(pictures, out_dir, prefix)
+    return _save_rows(parsing_row, images, predictions, targets, out_dir, prefix, max_images)
 
 
-def save_landmark_pictures(
-    images: torch.Tensor, points: torch.Tensor, targets: torch.Tensor | None, out_dir: str | Path,
-    prefix: str = "landmarks", max_images: int = 4,
-) -> list[Path]:
+def save_landmark_pictures(images: torch.Tensor, points: torch.Tensor, targets: torch.Tensor | None,
+                           out_dir: str | Path, prefix: str = "landmarks", max_images: int = 4) -> list[Path]:
     """One PNG per image with predicted (red) and target (green) points. points `[B, K, 2]`."""
-    count = min(max_images, len(images))
-    pictures = (landmark_overlay(images[i], points[i], None if targets is None else targets[i]) for i in range(count))
-    return save_pictures(pictures, out_dir, prefix)
+    return _save_rows(landmark_overlay, images, points, targets, out_dir, prefix, max_images)

@@ -35,6 +35,14 @@ def _open_shard(folder: Path, name: str, shape: tuple[int, ...], dtype: str) -> 
     return array
 
 
+def _look_up(table: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """``table[values]`` where a value lies inside the table, -1 elsewhere (``-1`` in the table: absent);
+    and the sorted values that found nothing."""
+    inside = (values >= 0) & (values < len(table))
+    found = np.where(inside, table[np.clip(values, 0, len(table) - 1)], -1)
+    return found, sorted(set(values[found < 0].tolist()))
+
+
 class FeatureCache:
     """A finished teacher-feature cache, read-only.
 
@@ -70,10 +78,8 @@ class FeatureCache:
     # ------------------------------------------------------------------ positions
     def rows(self, index: np.ndarray) -> np.ndarray:
         """Cache rows of dataset indices ``int64[B]``; `InputError` naming any index not cached."""
-        inside = (index >= 0) & (index < len(self._row_of))
-        rows = np.where(inside, self._row_of[np.clip(index, 0, len(self._row_of) - 1)], -1)
-        if (rows < 0).any():
-            bad = sorted(set(index[rows < 0].tolist()))
+        rows, bad = _look_up(self._row_of, index)
+        if bad:
             raise InputError(
                 f"dataset indices {short_list(bad)} are not in the teacher cache at {self.path}, which holds {len(self)} "
                 f"of the {self.manifest.dataset_size} items of {self.manifest.dataset!r} split {self.manifest.split!r}; "
@@ -83,10 +89,8 @@ class FeatureCache:
 
     def t_positions(self, t: np.ndarray) -> np.ndarray:
         """Positions on the t axis of time-step values ``int64[B]``; `InputError` naming any t not cached."""
-        inside = (t >= 0) & (t < len(self._t_pos))
-        pos = np.where(inside, self._t_pos[np.clip(t, 0, len(self._t_pos) - 1)], -1)
-        if (pos < 0).any():
-            bad = sorted(set(t[pos < 0].tolist()))
+        pos, bad = _look_up(self._t_pos, t)
+        if bad:
             raise InputError(
                 f"time steps {short_list(bad)} are not in the teacher cache at {self.path}, which holds timesteps "
                 f"{short_list(self.timesteps, 20)}; use --timesteps within that set or rebuild the cache with them"

@@ -96,41 +96,15 @@ def add_repfusion_info(
     return config
 
 
-def save_folder(
-    model: nn.Module,
-    folder: str | Path,
-    *,
-    architecture: str,
-    model_name: str | None = None,
-    metrics: dict[str, float] | None = None,
-    card: dict[str, Any] | None = None,
-    label_names: Sequence[str] | None = None,
-    zoo_cfg: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``model`` as a Hub-ready folder (``model.safetensors``, ``config.json``, ``README.md``).
-
-    The weights I/O behind `repfusion_zoo.save_pretrained`, which adds the zoo entry of
-    ``model_name`` as ``zoo_cfg``.
-
-    Args:
-        model: a timm model (e.g. from ``repfusion_zoo.create_model``).
-        folder: the target folder; written in a temp folder beside it, then renamed into place
-            (`repfusion_zoo.atomic.atomic_folder`: a kill leaves the old or the new folder;
-            timm's `save_for_hf` has no such guarantee, so it writes into the temp folder).
-        architecture: the plain timm architecture of the weights (``"resnet18"``, ``"resnet18_cifar"``).
-        model_name: the name in the card (a zoo name such as ``"resnet18_repfusion_cifar10"``).
-        metrics: ``{metric: value}`` measured for ``card["task"]`` (default classification) on
-            ``card["dataset"]`` (default: the zoo entry's dataset).
-        card: extra card fields: ``teacher``, ``dataset``, ``license``, ``paper``, ``recipe``,
-            ``description``, ``tags``, ``task``, and ``input_size`` ``(C, H, W)`` where the weights
-            were trained at another size than the zoo entry's (it goes into ``pretrained_cfg``).
-            A ``dataset`` that is a local path is published as its folder name only; a Hub dataset
-            (``hf:org/name``) becomes the card's ``datasets`` entry.
-        label_names: the class names of the classifier (timm's ``label_names`` in ``config.json``).
-        zoo_cfg: the zoo entry's cfg (`repfusion_zoo.zoo.zoo_info`): teacher, dataset, licence, ... of the card.
-
-    Returns:
-        the folder path.
+def save_folder(model: nn.Module, folder: str | Path, *, architecture: str, model_name: str | None = None,
+                metrics: dict[str, float] | None = None, card: dict[str, Any] | None = None,
+                label_names: Sequence[str] | None = None, zoo_cfg: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a Hub-ready folder (``model.safetensors``, ``config.json``, ``README.md``) in a
+    temp folder beside ``folder``, then rename it into place (`repfusion_zoo.atomic.atomic_folder`: a
+    kill leaves the old or the new folder; timm's `save_for_hf` has no such guarantee, so it writes
+    into the temp folder). The arguments are `repfusion_zoo.save_pretrained`'s (which documents
+    them), plus ``zoo_cfg``: the zoo entry of ``model_name`` (`repfusion_zoo.zoo.zoo_info`), whose
+    teacher, dataset, licence and recipe fill the card.
     """
     folder = Path(folder)
     _check_architecture(architecture)
