@@ -316,4 +316,4 @@ def test_recipe_help_and_size_check(tmp_path, teacher_dir):
     assert cache_features.main(["--help"]) == 0
     cfg = cache_features.load_config(cache_features.CacheConfig, ["--teacher", str(teacher_dir), "--image_size", "16"])
     with pytest.raises(ConfigError, match="takes 3x8x8 images but the data is 3x16x16; set --image_size 8"):
-        cache_features.build_teacher(cfg, [])
+        cache_features.cache_teacher(cfg, [])

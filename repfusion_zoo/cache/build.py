@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..atomic import recover, replace_file, replace_text
 from ..distributed import on_main, process_state
 from ..errors import CacheMismatchError, ConfigError, DiskSpaceError, IncompleteCacheError
-from .describe import check_indices, describe_cache, finished_now
+from .describe import indices_to_cache, describe_cache, finished_now
 from .encode import encode_views
 from .layout import (BUILD_SPEC, INDICES, MANIFEST, VIEWS, auto_shard_rows, human_bytes, images_per_chunk,
                      row_bytes, shard_bounds, shard_name)
@@ -201,7 +201,7 @@ def build_feature_cache(
     folder = Path(output_dir).expanduser()
     teacher = teacher.to(state.device)
     spec = describe_cache(teacher, dataset, timesteps=timesteps, dataset_spec=dataset_spec, split=split,
-                          indices=check_indices(indices, len(dataset)), views=views, dtype=dtype, pooled=pooled,
+                          indices=indices_to_cache(indices, len(dataset)), views=views, dtype=dtype, pooled=pooled,
                           teacher_source=teacher_source)
     per_image = len(spec.views) * len(spec.timesteps)
     chunk = images_per_chunk(batch_size, per_image)

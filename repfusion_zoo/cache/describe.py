@@ -17,7 +17,7 @@ from .fingerprint import array_sha256, dataset_fingerprint, teacher_sha256
 from .layout import DTYPES, INDICES, VIEWS
 from .manifest import FORMAT_VERSION, CacheManifest
 
-__all__ = ["describe_cache", "check_views", "check_indices", "finished_now", "NORMALIZATION"]
+__all__ = ["describe_cache", "check_views", "indices_to_cache", "finished_now", "NORMALIZATION"]
 
 #: how dataset images ([0, 1]) become teacher inputs
 NORMALIZATION = "x*2-1"
@@ -32,7 +32,7 @@ def check_views(views: Sequence[str]) -> list[str]:
     return views
 
 
-def check_indices(indices: Sequence[int] | np.ndarray | None, dataset_size: int) -> np.ndarray | None:
+def indices_to_cache(indices: Sequence[int] | np.ndarray | None, dataset_size: int) -> np.ndarray | None:
     """The dataset indices to cache as ``int64[n]`` (None = every item, in order); each in range, once."""
     if indices is None:
         return None

@@ -18,7 +18,7 @@ from ..training import configure_cpu_threads
 from ..training.config import format_help, load_config, opt, wants_help
 from .shared import diffusion_teacher, end_processes
 
-__all__ = ["CacheConfig", "build_teacher", "cache_features", "main"]
+__all__ = ["CacheConfig", "cache_teacher", "cache_features", "main"]
 
 
 @dataclass
@@ -46,8 +46,8 @@ class CacheConfig:
     output_dir: str = opt("outputs/teacher_cache", "the cache folder (a rerun resumes it)")
 
 
-def build_teacher(cfg: CacheConfig, classes: Sequence[str]) -> nn.Module:
-    """The DiffusionTeacher of `cfg.teacher`, its input size checked against the data's."""
+def cache_teacher(cfg: CacheConfig, classes: Sequence[str]) -> nn.Module:
+    """The DiffusionTeacher whose features the cache holds (`cfg.teacher`), its input size checked against the data's."""
     if not cfg.teacher:
         raise ConfigError("--teacher is required: a Hub id or a local teacher folder (e.g. ../shared/teachers/cifar10-ddpm32-small)")
     return diffusion_teacher(cfg.teacher, layer=cfg.teacher_layer, image_size=cfg.image_size, in_chans=cfg.in_chans,
@@ -60,7 +60,7 @@ def cache_features(cfg: CacheConfig) -> str:
     state = process_state()
     dataset = build_dataset(cfg.dataset, split=cfg.split, image_size=cfg.image_size, in_chans=cfg.in_chans,
                             augment=False, seed=cfg.seed)
-    teacher = build_teacher(cfg, dataset.classes)
+    teacher = cache_teacher(cfg, dataset.classes)
     indices = per_class_subset(dataset.labels, cfg.images_per_class, cfg.subset_seed) if cfg.images_per_class > 0 else None
     folder = build_feature_cache(teacher, dataset, cfg.output_dir, timesteps=cfg.timesteps, dataset_spec=cfg.dataset,
                                  split=cfg.split, indices=indices, views=cfg.views, dtype=cfg.dtype, pooled=cfg.pooled,

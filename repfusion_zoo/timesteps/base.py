@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["TimestepSample", "TimestepSpec", "TimestepStrategy", "parse_timesteps", "check_images", "short_list"]
+__all__ = ["TimestepSample", "TimestepSpec", "TimestepStrategy", "parse_timesteps", "check_images", "steps_text"]
 
 
 @dataclass
@@ -104,5 +104,6 @@ def check_images(x: torch.Tensor, in_chans: int | None = None) -> None:
         )
 
 
-def short_list(values: Sequence[int]) -> str:
+def steps_text(values: Sequence[int]) -> str:
+    """A time-step set for a message: the whole list, or its ends and its size when long."""
     return str(list(values)) if len(values) <= 12 else f"[{values[0]}, {values[1]}, ..., {values[-1]}] ({len(values)} steps)"

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import TimestepSample, TimestepSpec, check_images, parse_timesteps, short_list
+from .base import TimestepSample, TimestepSpec, check_images, parse_timesteps, steps_text
 
 __all__ = ["FixedTimestep", "UniformTimestep"]
 
@@ -31,7 +31,7 @@ class FixedTimestep(nn.Module):
         if timesteps is not None:
             allowed = parse_timesteps(timesteps, num_train_timesteps or 1000)
             if int(t) not in allowed:
-                raise ConfigError(f"FixedTimestep t={t} is not in the time-step set {short_list(allowed)}; pick t from it.")
+                raise ConfigError(f"FixedTimestep t={t} is not in the time-step set {steps_text(allowed)}; pick t from it.")
         self.t = int(t)
         self.num_train_timesteps = num_train_timesteps
         self.register_buffer("actions", torch.tensor([self.t]), persistent=False)
