@@ -1,6 +1,7 @@
 """The one weight format: ``model.safetensors`` + ``config.json`` (timm's) + ``README.md`` (model card).
 
-* `save_pretrained` / `load_pretrained` / `load_state_dict_strict` / `update_card_metrics` (folder.py)
+* `save_pretrained` / `load_pretrained` / `load_state_dict_strict` / `update_card_metrics` /
+  `update_card_fields` (folder.py)
 * `atomic_folder` / `replace_text` / `recover`: atomic writes that heal after a kill (atomic.py)
 * `build_model_card` (card.py), `push_to_hub` (push.py)
 * `guarded_pretrained_load` and `NoNetworkError` handling (network.py)
@@ -25,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "load_state_dict_strict": "folder",
     "load_safetensors": "folder",
     "update_card_metrics": "folder",
+    "update_card_fields": "folder",
     "build_model_card": "card",
     "push_to_hub": "push",
     "guarded_pretrained_load": "network",
