@@ -104,6 +104,11 @@ class DistillConfig(TrainConfig):
     loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
     loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
     decoder: str = opt("linear", "decoder g on the teacher feature", choices=["linear", "mlp", "fcn", "none"])
+    # speed (opt-in: off is the reference numerics; for GPUs, see benchmarks/distill_step.py)
+    compile: bool = opt(False, "torch.compile the student's forward (input normalisation + forward_features; its backward with it)")
+    compile_mode: str = opt("default", "torch.compile mode of --compile",
+                            choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
+    channels_last: bool = opt(False, "student (and its input) and the time-step policy in channels_last memory format")
     # outputs
     model_name: str = opt("", "name written into the backbone's model card")
     push_to_hub: bool = opt(False, "push the backbone folder with huggingface_hub")
@@ -226,9 +231,19 @@ class DistillModel(nn.Module):
     """Student + RepFusion in one module (one DDP wrapper). Images in [0, 1] `[B, C, H, W]`.
 
     forward -> named losses (with "total"), the sampled t `[B]` and the policy's mean entropy.
+
+    Speed options (both off by default; off is the reference numerics):
+    - ``channels_last``: the student's and the policy's weights, and the student's input, in
+      channels_last memory format (tensor-core convolutions on a GPU, bf16 above all). The
+      teacher keeps its own format. State dicts are saved contiguous as always.
+    - ``compile``: `torch.compile` (``compile_mode``) of `student_features` (normalisation +
+      ``forward_features``); AOTAutograd compiles its backward with it. The student stays a
+      plain module (state-dict keys, saving and DDP are unchanged); the compiled function is
+      kept beside it, not registered.
     """
 
-    def __init__(self, student: nn.Module, repfusion: nn.Module, in_chans: int) -> None:
+    def __init__(self, student: nn.Module, repfusion: nn.Module, in_chans: int, *, channels_last: bool = False,
+                 compile: bool = False, compile_mode: str = "default") -> None:
         super().__init__()
         from repfusion_zoo.tasks.classification import input_normalization
 
@@ -237,10 +252,26 @@ class DistillModel(nn.Module):
         mean, std = input_normalization(student, in_chans)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            student.to(memory_format=torch.channels_last)
+            strategy = getattr(repfusion, "strategy", None)
+            if strategy is not None:
+                strategy.to(memory_format=torch.channels_last)
+        self._compiled = None
+        if compile:
+            self._compiled = torch.compile(self.student_features, mode=None if compile_mode == "default" else compile_mode)
+
+    def student_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's feature map of [0, 1] images: ``forward_features((x - mean) / std)``."""
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.student.forward_features(x)
 
     def forward(self, images: torch.Tensor, labels: Any, progress: float, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        feature = self.student.forward_features((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
+        feature = (self._compiled or self.student_features)(images)
         teacher_images = self.repfusion.teacher_input(images)
         out = self.repfusion(teacher_images, labels, feature, progress, index=index, flip=flip)
         result = dict(out.losses)
@@ -334,7 +365,8 @@ def distill(cfg: Any) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the same student init whether the teacher was trained or reused
     student = build_student(cfg)
     repfusion = build_repfusion(cfg, teacher, feature_channels(student, cfg.in_chans, cfg.image_size), num_classes)
-    model = DistillModel(student, repfusion, cfg.in_chans)
+    model = DistillModel(student, repfusion, cfg.in_chans, channels_last=cfg.channels_last, compile=cfg.compile,
+                         compile_mode=cfg.compile_mode)
 
     trainer = Trainer(cfg, "distill")
     acc = trainer.accelerator

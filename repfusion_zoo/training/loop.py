@@ -129,6 +129,7 @@ class Trainer:
         self.project_name = project_name
         self.progress = Progress()
         self._log_file = self.output_dir / "log.jsonl"
+        self._tally = DeviceTally()  # the epoch's running sums, on the device until read
 
     # ---- set-up -------------------------------------------------------------------------
     @property
@@ -209,6 +210,7 @@ class Trainer:
                     if progress.step % max(1, cfg.log_every) == 0:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in self._running_means().items()})
                     if cfg.checkpointing_steps and progress.step % cfg.checkpointing_steps == 0 and progress.step < self.total_steps:
+                        self._flush_tally()
                         self.checkpoints.save(progress)
                     if progress.step >= self.total_steps:
                         stopped = True
@@ -220,27 +222,33 @@ class Trainer:
                 progress.epoch += 1
                 progress.batch_in_epoch = 0
         bar.close()
+        self._flush_tally()
         self.checkpoints.save(progress)
         return progress
 
     # ---- logging ------------------------------------------------------------------------
     def _accumulate(self, out: Mapping[str, torch.Tensor], histograms: Mapping[str, int]) -> None:
+        """Add a step's 0-d losses (mean over processes) and histogram counts to the epoch's tally,
+        on the device: no host sync here (`_tally.flush` syncs at log, checkpoint and epoch ends)."""
         acc = self.accelerator
         current = self.progress.history.setdefault("current", {"sums": {}, "count": 0, "hist": {}})
+        tally = self._tally
         scalars = {k: v.detach().float() for k, v in out.items() if v.dim() == 0}
         if scalars:
             values = acc.reduce(torch.stack(list(scalars.values())).to(acc.device), reduction="mean")
-            for key, value in zip(scalars, values.tolist()):
-                current["sums"][key] = current["sums"].get(key, 0.0) + value
+            tally.add_scalars(current, tuple(scalars), values)
             current["count"] += 1
         for key, bins in histograms.items():
             if key in out:
-                values = acc.gather(out[key].detach().long().to(acc.device))
-                counts = torch.bincount(values.clamp(0, bins - 1).cpu(), minlength=bins)
-                old = current["hist"].get(key)
-                current["hist"][key] = counts.tolist() if old is None else [a + b for a, b in zip(old, counts.tolist())]
+                tally.add_counts(key, acc.gather(out[key].detach().long().to(acc.device)), bins)
+
+    def _flush_tally(self) -> None:
+        """The device tally into ``progress.history["current"]`` (before it is read or saved)."""
+        if "current" in self.progress.history:
+            self._tally.flush(self.progress.history["current"])
 
     def _running_means(self) -> dict[str, float]:
+        self._flush_tally()
         current = self.progress.history.get("current", {})
         n = max(1, current.get("count", 0))
         return {k: v / n for k, v in current.get("sums", {}).items() if k in ("total", "distill", "task", "ce")}
@@ -248,6 +256,7 @@ class Trainer:
     def _end_epoch(self, on_epoch_end: Callable[[int], Mapping[str, float]] | None,
                    histograms: Mapping[str, int], complete: bool) -> None:
         progress = self.progress
+        self._flush_tally()
         current = progress.history.pop("current", {"sums": {}, "count": 0, "hist": {}})
         n = max(1, current["count"])
         record: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step,
@@ -293,6 +302,48 @@ class Trainer:
 
     def epochs_history(self) -> list[dict[str, Any]]:
         return list(self.progress.history.get("epochs", []))
+
+
+class DeviceTally:
+    """Per-step losses and histogram counts summed on the device, read back only by `flush`.
+
+    The sums are float64, started from the history's values and added in step order: after a
+    flush they equal, bit for bit, adding each step's (float32) values to Python floats one by
+    one. The counts are int64 (``scatter_add_``: no ``bincount``, which syncs on a GPU to size its
+    output).
+    """
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] = ()
+        self.sums: torch.Tensor | None = None
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add_scalars(self, current: dict[str, Any], keys: tuple[str, ...], values: torch.Tensor) -> None:
+        """Add one step's ``values [len(keys)]``; a new key set first flushes the old one into ``current``."""
+        if keys != self.keys or self.sums is None:
+            self.flush(current, counts=False)
+            start = [current["sums"].get(k, 0.0) for k in keys]
+            self.keys, self.sums = keys, torch.tensor(start, dtype=torch.float64).to(values.device)
+        self.sums += values.detach().to(torch.float64)
+
+    def add_counts(self, key: str, values: torch.Tensor, bins: int) -> None:
+        """Count integer ``values`` into ``bins`` bins (values clamped to 0..bins-1)."""
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = torch.zeros(bins, dtype=torch.long, device=values.device)
+        index = values.reshape(-1).clamp(0, bins - 1)
+        counts.scatter_add_(0, index, torch.ones_like(index))
+
+    def flush(self, current: dict[str, Any], counts: bool = True) -> None:
+        """Write the sums (and the counts, added to ``current["hist"]``) into ``current``; one sync."""
+        if self.sums is not None:
+            current["sums"].update(zip(self.keys, self.sums.tolist()))
+            self.keys, self.sums = (), None
+        if counts:
+            for key, tensor in self.counts.items():
+                old, new = current["hist"].get(key), tensor.tolist()
+                current["hist"][key] = new if old is None else [a + b for a, b in zip(old, new)]
+            self.counts = {}
 
 
 def epoch_batches(accelerator: Accelerator, loader: DataLoader, epoch: int, skip: int) -> Iterable[Any]:
