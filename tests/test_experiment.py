@@ -72,6 +72,11 @@ def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, 
         assert all(0.0 <= v <= 100.0 for v in arm["top1"] + arm["knn"])
     assert summary["arms"]["probe"]["t"][0] in (0, 10, 500)
     assert (out / "tiny.md").read_text().count("| scratch |") == 1 and (out / "tiny.png").stat().st_size > 0
+    # the best RL seed's weights, with cards that carry the metrics, the command and the seed
+    for kind in ("backbone", "finetuned"):
+        card = (out / "weights" / f"tiny-rl-seed0-{kind}" / "README.md").read_text()
+        assert "**Seed:** 0" in card and "recipes/experiment.py" in card and str(tmp_path) not in card
+    assert "knn_top1" in (out / "weights" / "tiny-rl-seed0-backbone" / "README.md").read_text()
 
     # the label subsets: one per seed, class-balanced, inside the distilled images, never the validation ones
     distilled, val = set(read_indices(out / "subsets" / "distill_images.json")), set(read_indices(out / "subsets" / "val.json"))

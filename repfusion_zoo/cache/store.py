@@ -117,14 +117,22 @@ class FeatureCache:
             out[pick] = self._shards[s][offset[pick], views[pick], t_pos[pick]]
         return out
 
-    def lookup(self, index: torch.Tensor, flip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def lookup(self, index: torch.Tensor, flip: torch.Tensor, t: torch.Tensor,
+               device: torch.device | str | None = None) -> torch.Tensor:
         """The teacher features of dataset items `index` ``LongTensor[B]``, view `flip` ``BoolTensor[B]``
         (True = horizontally flipped) at time steps `t` ``LongTensor[B]`` (values, not positions)
-        -> ``FloatTensor[B, *feature_shape]`` (float32) on ``index.device``."""
+        -> ``FloatTensor[B, *feature_shape]`` (float32) on `device` (default ``index.device``).
+
+        The stored dtype travels to the device and becomes float32 there (an fp16 cache moves half
+        the bytes; fp16 -> fp32 is exact, so the values are the same either way).
+        """
         index_np = index.detach().to("cpu", torch.int64).numpy().reshape(-1)
         flip_np = flip.detach().to("cpu", torch.bool).numpy().reshape(-1)
         t_np = t.detach().to("cpu", torch.int64).numpy().reshape(-1)
         if not (len(index_np) == len(flip_np) == len(t_np)):
             raise InputError(f"index, flip and t must have the same length B, got {len(index_np)}, {len(flip_np)}, {len(t_np)}")
-        features = self.read(self.rows(index_np), self.view_positions(flip_np), self.t_positions(t_np))
-        return torch.from_numpy(features).to(device=index.device, dtype=torch.float32)
+        features = torch.from_numpy(self.read(self.rows(index_np), self.view_positions(flip_np), self.t_positions(t_np)))
+        target = torch.device(device) if device is not None else index.device
+        if target.type == "cpu":
+            return features.to(torch.float32)
+        return features.to(target).to(torch.float32)

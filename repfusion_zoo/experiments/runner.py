@@ -33,6 +33,7 @@ from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
 from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
+from .publish import best_seed, publish_best_rl
 from .report import write_results
 from .subsets import ExperimentSubsets, write_subsets
 
@@ -180,6 +181,11 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
                 print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
                 results.append(run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data))
         written += write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started)
+        summary = json.loads(written[-3].read_text())
+        if summary["arms"].get("rl"):
+            best = best_seed(summary["arms"]["rl"])
+            for folder in publish_best_rl(cfg, summary, run_dir(cfg, lpc, "rl", best), written[-3].stem):
+                print(f"[experiment] weights with their model card: {folder}", flush=True)
     if cfg.results_dir:
         Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
         for path in written:

@@ -193,6 +193,10 @@ def card_body(config: dict[str, Any]) -> str:
     ]
     if info.get("recipe"):
         lines.append(f"- **Recipe:** `{info['recipe']}`")
+    if info.get("seed") is not None:
+        lines.append(f"- **Seed:** {info['seed']}")
+    if info.get("results"):
+        lines.append(f"- **Results of the run that made it:** {info['results']}")
     lines += ["", "## Metrics", _metrics_table(info.get("metrics") or {}), *usage(config), ""]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import timm
 from torch import nn
@@ -21,7 +21,7 @@ from . import card as _card
 from .format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
 from .weights import unshared_state_dict
 
-__all__ = ["save_folder", "add_repfusion_info", "update_card_metrics"]
+__all__ = ["save_folder", "add_repfusion_info", "update_card_metrics", "update_card_fields"]
 
 _INHERITED_KEYS = ("tag", "origin_url", "paper_name", "paper_ids", "notes", "description", "license")
 
@@ -121,12 +121,27 @@ def update_card_metrics(folder: str | Path, metrics: dict[str, float], *, task: 
     Each file is replaced atomically (config first, then the card generated from it); what a
     killed save or update left beside the folder or the files is healed first (`recover`).
     """
+    def merge(info: dict[str, Any]) -> None:
+        per_task = info.setdefault("metrics", {}).setdefault(_card.hub_task_type(task), {})
+        public = _card.public_dataset(dataset)  # the card is published: no local path
+        per_task.setdefault(public, {}).update({k: float(v) for k, v in metrics.items()})
+
+    return _update_info(folder, merge)
+
+
+def update_card_fields(folder: str | Path, fields: dict[str, Any]) -> Path:
+    """Set the card fields ``fields`` (e.g. ``recipe``, ``seed``, ``description``) in ``config.json``'s
+    ``repfusion`` entry and regenerate ``README.md``; atomic like `update_card_metrics`."""
+    return _update_info(folder, lambda info: info.update(fields))
+
+
+def _update_info(folder: str | Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """``change(config["repfusion"])`` in place, then config.json and the card rewritten atomically."""
     folder = recover(folder)
     config = read_config(folder)
     info = config.setdefault("repfusion", {})
-    per_task = info.setdefault("metrics", {}).setdefault(_card.hub_task_type(task), {})
-    dataset = _card.public_dataset(dataset)  # the card is published: no local path
-    per_task.setdefault(dataset, {}).update({k: float(v) for k, v in metrics.items()})
+    change(info)
+    info.update(_card.public_fields(info))  # the card is published: no local path
     replace_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     replace_text(folder / CARD_NAME, _card.build_model_card(config))
     return folder

@@ -86,6 +86,11 @@ class DistillConfig(TrainConfig):
     loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
     loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
     decoder: str = opt("linear", "decoder g on the teacher feature", choices=["linear", "mlp", "fcn", "none"])
+    # speed (opt-in: off is the reference numerics; for GPUs, see benchmarks/distill_step.py)
+    compile: bool = opt(False, "torch.compile the student's forward (input normalisation + forward_features; its backward with it)")
+    compile_mode: str = opt("default", "torch.compile mode of --compile",
+                            choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
+    channels_last: bool = opt(False, "student (and its input) and the time-step policy in channels_last memory format")
     # outputs
     model_name: str = opt("", "name written into the backbone's model card")
     push_to_hub: bool = opt(False, "push the backbone folder with huggingface_hub")
@@ -238,7 +243,8 @@ def distill(cfg: Any, *, configs: Path = RECIPE_CONFIGS) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the same student init whether the teacher was trained or reused
     student = build_student(cfg)
     repfusion = repfusion_from_config(cfg, teacher, feature_channels(student, cfg.in_chans, cfg.image_size), num_classes)
-    model = DistillModel(student, repfusion, cfg.in_chans)
+    model = DistillModel(student, repfusion, cfg.in_chans, channels_last=cfg.channels_last, compile=cfg.compile,
+                         compile_mode=cfg.compile_mode)
 
     # a batch without a labelled image (a label budget) leaves decoder g and the policy without a gradient
     trainer = Trainer(LoopSettings.of(cfg), "distill", find_unused_parameters=True)

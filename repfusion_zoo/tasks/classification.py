@@ -79,6 +79,7 @@ class ClassificationTask(Task):
     def __init__(self) -> None:
         self.num_classes: int | None = None
         self.label_names: list[str] | None = None  # class index -> name, from the training data
+        self.label_smoothing = 0.0
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -103,6 +104,7 @@ class ClassificationTask(Task):
         return train, test
 
     def build_model(self, backbone: str, pretrained: bool, cfg: Mapping[str, Any]) -> nn.Module:
+        self.label_smoothing = float(cfg.get("label_smoothing", 0.0))
         num_classes = int(cfg.get("num_classes") or self.num_classes or 0)
         if num_classes <= 0:
             raise ConfigError("classification needs --num_classes (or build_datasets first to read it from the data)")
@@ -112,7 +114,7 @@ class ClassificationTask(Task):
 
     def training_loss(self, model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         logits = model(batch["image"])
-        ce = F.cross_entropy(logits.float(), batch["label"])
+        ce = F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.label_smoothing)
         return {"total": ce, "ce": ce}
 
     def predict(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:

@@ -90,8 +90,7 @@ class CachedTeacher(nn.Module):
                 "a cached teacher reads each item's feature by (index, flip, t), but the batch has no 'index'/'flip'; "
                 "build the dataset with repfusion_zoo.data.build_dataset (its items carry both)"
             )
-        device = images.device
-        return self.cache.lookup(index.cpu(), flip.cpu().bool(), t.cpu()).to(device)
+        return self.cache.lookup(index, flip, t, device=images.device)
 
     def forward(self, index: torch.Tensor, flip: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """`lookup(index [B], flip [B], t [B])` -> `[B, *feature_shape]`."""

@@ -104,6 +104,7 @@ class DiffusionTeacher(nn.Module):
         if table is not None and num_classes and int(table.max()) >= num_classes:
             raise ConfigError(f"class_map names model class {int(table.max())} but the UNet has {num_classes} classes")
         self.register_buffer("class_map", table, persistent=False)
+        self._values_checked: set[str] = set()  # accelerator types whose inputs' values were checked once
         self.unet.requires_grad_(False)
         super().train(False)
 
@@ -183,6 +184,20 @@ class DiffusionTeacher(nn.Module):
                 f"image size {height}x{width} cannot pass this UNet's {self.num_downsamples} down-samplings: "
                 f"height and width must be multiples of {step} (trained at {self.sample_size}); resize the images"
             )
+        t = torch.as_tensor(t, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],) or t.dtype.is_floating_point:
+            raise InputError(f"t must be an integer tensor of shape [B]=[{x.shape[0]}], got {tuple(t.shape)} {t.dtype}")
+        # the value checks read the tensors back: free on the CPU; on an accelerator each read is a
+        # host sync that stalls the step, so there they run on the first forward per device only
+        if x.device.type == "cpu" or x.device.type not in self._values_checked:
+            self._check_values(x, t)
+            self._values_checked.add(x.device.type)
+        return t.long()
+
+    def _check_values(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        """Images in [-1, 1] (with a slack of 0.5) and time steps in [0, T); else `InputError` naming the fix."""
         low, high = (float(v) for v in torch.aminmax(x.detach()))
         if high > 1.5 or low < -1.5:
             hint = (
@@ -191,16 +206,10 @@ class DiffusionTeacher(nn.Module):
                 else "looks ImageNet-normalised (mean/std); the teacher wants x * 2 - 1 on [0, 1] images"
             )
             raise InputError(f"teacher input must be in [-1, 1], got values in [{low:.3g}, {high:.3g}]: {hint}")
-        t = torch.as_tensor(t, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],) or t.dtype.is_floating_point:
-            raise InputError(f"t must be an integer tensor of shape [B]=[{x.shape[0]}], got {tuple(t.shape)} {t.dtype}")
         if len(t) and (int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps):
             raise InputError(
                 f"time steps must be in [0, {self.num_train_timesteps}), got min {int(t.min())} max {int(t.max())}"
             )
-        return t.long()
 
     def _class_ids(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if not self.class_conditional:

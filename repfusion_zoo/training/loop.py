@@ -135,6 +135,8 @@ class Trainer:
                     if on_log is not None:
                         on_log(state.step, means)
                 if self._checkpoint_due():
+                    if tally is not None:
+                        tally.flush()  # the epoch's running sums go into the saved history
                     self.checkpoints.save(state)
                 if state.step >= self.total_steps:
                     stopped = True

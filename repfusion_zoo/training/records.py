@@ -3,7 +3,9 @@
 
 Epoch sums live in the `TrainingState`'s history (``history["current"]``), so a checkpoint taken
 mid-epoch resumes them: per micro-batch, the mean over processes of every logged 0-d value is
-added to a Python float (float64) in step order; a record holds the sums divided by the count.
+added in float64 in step order; a record holds the sums divided by the count. Between flushes
+(`EpochTally.flush`: before a checkpoint and at the epoch's end) the sums and the histogram
+counts stay on the device, so a step makes no host sync for its logging.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from tqdm.auto import tqdm
 from .state import TrainingState
 from .step import StepOutput
 
-__all__ = ["LogWindow", "EpochTally", "flat_scalars"]
+__all__ = ["LogWindow", "EpochTally", "DeviceTally", "flat_scalars"]
 
 
 class LogWindow:
@@ -47,31 +49,77 @@ def _empty() -> dict[str, Any]:
     return {"sums": {}, "count": 0, "hist": {}}
 
 
+class DeviceTally:
+    """Per-step losses and histogram counts summed on the device, read back only by `flush`.
+
+    The sums are float64, started from the history's values and added in step order: after a
+    flush they equal, bit for bit, adding each step's (float32) values to Python floats one by
+    one. The counts are int64 (``scatter_add_``: no ``bincount``, which syncs on a GPU to size its
+    output).
+    """
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] = ()
+        self.sums: torch.Tensor | None = None
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add_scalars(self, current: dict[str, Any], keys: tuple[str, ...], values: torch.Tensor) -> None:
+        """Add one step's ``values [len(keys)]``; a new key set first flushes the old one into ``current``."""
+        if keys != self.keys or self.sums is None:
+            self.flush(current, counts=False)
+            start = [current["sums"].get(k, 0.0) for k in keys]
+            self.keys, self.sums = keys, torch.tensor(start, dtype=torch.float64).to(values.device)
+        self.sums += values.detach().to(torch.float64)
+
+    def add_counts(self, key: str, values: torch.Tensor, bins: int) -> None:
+        """Count integer ``values`` into ``bins`` bins (values clamped to 0..bins-1)."""
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = torch.zeros(bins, dtype=torch.long, device=values.device)
+        index = values.reshape(-1).clamp(0, bins - 1)
+        counts.scatter_add_(0, index, torch.ones_like(index))
+
+    def flush(self, current: dict[str, Any], counts: bool = True) -> None:
+        """Write the sums (and the counts, added to ``current["hist"]``) into ``current``; one sync."""
+        if self.sums is not None:
+            current["sums"].update(zip(self.keys, self.sums.tolist()))
+            self.keys, self.sums = (), None
+        if counts:
+            for key, tensor in self.counts.items():
+                old, new = current["hist"].get(key), tensor.tolist()
+                current["hist"][key] = new if old is None else [a + b for a, b in zip(old, new)]
+            self.counts = {}
+
+
 class EpochTally:
-    """The epoch's sums (``state.history["current"]``) and its record at the epoch's end."""
+    """The epoch's sums (``state.history["current"]``, added on the device between flushes) and its
+    record at the epoch's end."""
 
     def __init__(self, accelerator: Accelerator, state: TrainingState, log_file: Path) -> None:
         self.accelerator, self.state, self.log_file = accelerator, state, log_file
+        self.device = DeviceTally()
 
     def add(self, out: StepOutput) -> None:
-        """One micro-batch: its 0-d values (mean over processes) and its histogram counts."""
+        """One micro-batch: its 0-d values (mean over processes) and its histogram counts; no host sync."""
         acc = self.accelerator
         current = self.state.history.setdefault("current", _empty())
         named = {**{f"loss/{k}": v for k, v in out.losses.items()}, **out.scalars}
         if named:
             values = acc.reduce(torch.stack([v.detach().float() for v in named.values()]).to(acc.device), reduction="mean")
-            for key, value in zip(named, values.tolist()):
-                current["sums"][key] = current["sums"].get(key, 0.0) + value
+            self.device.add_scalars(current, tuple(named), values)
             current["count"] += 1
         for key, (samples, bins) in out.histograms.items():
-            gathered = acc.gather(samples.detach().long().to(acc.device))
-            counts = torch.bincount(gathered.clamp(0, bins - 1).cpu(), minlength=bins).tolist()
-            old = current["hist"].get(key)
-            current["hist"][key] = counts if old is None else [a + b for a, b in zip(old, counts)]
+            self.device.add_counts(key, acc.gather(samples.detach().long().to(acc.device)), bins)
+
+    def flush(self) -> None:
+        """The device sums and counts into ``state.history["current"]`` (before it is saved or read)."""
+        if "current" in self.state.history:
+            self.device.flush(self.state.history["current"])
 
     def close_epoch(self, lr: float, complete: bool, extra: Mapping[str, Any]) -> dict[str, Any]:
         """The epoch's record (means, ``extra`` such as evaluation scores), appended to the history
         and, on the main process, to ``log.jsonl`` with a line beside the progress bar."""
+        self.flush()
         state = self.state
         current = state.history.pop("current", _empty())
         n = max(1, current["count"])

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from .allocator import configure_cpu_allocator
+
 __all__ = ["configure_cpu_threads", "user_thread_count", "usable_cores", "local_processes"]
 
 #: the variable of repfusion-zoo's own thread count (tests set 1: 2 shared cores)
@@ -100,7 +102,10 @@ def configure_cpu_threads(explicit: int = 0) -> int:
     A user's count (`user_thread_count`) is always honoured. Otherwise, on a CPU run (no CUDA),
     ``usable_cores() // local_processes()`` (at least 1): the cores are split among this
     machine's processes of the run. With CUDA and no user count, torch's setting is left alone.
+    On a CPU run it also sets up the allocator (`allocator.configure_cpu_allocator`: freed
+    memory is reused, not faulted in again every step).
     """
+    configure_cpu_allocator()
     chosen = user_thread_count(explicit)
     if chosen is None and torch.cuda.is_available():
         return torch.get_num_threads()
