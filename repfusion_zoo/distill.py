@@ -162,8 +162,9 @@ class RepFusion(nn.Module):
             reward = -per_sample.detach()
             return {"decoder": per_sample.mean(), **self.strategy.loss(sample, reward, float(progress))}, reward
         reward = torch.full((len(labels),), float("nan"), device=teacher_feature.device)
-        if rows.numel() == 0:  # no labelled image in this batch: nothing for g or the policy to learn
-            return {"decoder": teacher_feature.new_zeros(())}, reward
+        if rows.numel() == 0:  # no labelled image in this batch: nothing for g or the policy to learn,
+            zero = teacher_feature.new_zeros(())  # but the same loss names (processes reduce them together)
+            return {"decoder": zero, **dict.fromkeys(self.strategy.loss_names, zero)}, reward
         per_sample = decoder_task_loss(self.decoder(teacher_feature[rows]), labels[rows])  # [n]
         reward[rows] = -per_sample.detach()
         losses = {"decoder": per_sample.mean(), **self.strategy.loss(sample.select(rows), reward[rows], float(progress))}

@@ -42,6 +42,8 @@ class TimestepStrategy(Protocol):
 
     #: True when `loss` learns from a reward (the policy): RepFusion then needs a decoder g
     learns: ClassVar[bool]
+    #: the names of the losses `loss` returns (every batch returns the same names, on every process)
+    loss_names: ClassVar[tuple[str, ...]]
     #: ``LongTensor[A]``: the time steps it chooses among, sorted
     actions: torch.Tensor
 

@@ -21,6 +21,7 @@ class FixedTimestep(nn.Module):
     """
 
     learns = False
+    loss_names: tuple[str, ...] = ()
     SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
     OPTIONS: ClassVar[tuple[str, ...]] = ("t",)
 
@@ -56,6 +57,7 @@ class UniformTimestep(nn.Module):
     """t uniform over the time-step set (default all of 0..T-1), independently per sample (``loss`` returns ``{}``)."""
 
     learns = False
+    loss_names: tuple[str, ...] = ()
     SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
     OPTIONS: ClassVar[tuple[str, ...]] = ()
 

@@ -105,6 +105,7 @@ class ReinforcePolicy(nn.Module):
     """
 
     learns = True
+    loss_names = ("policy", "entropy")
     #: the `build_strategy` keys it takes: the shared ones it uses, then its own options
     SHARED: ClassVar[tuple[str, ...]] = ("in_chans", "num_train_timesteps", "timesteps")
     OPTIONS: ClassVar[tuple[str, ...]] = ("hidden", "conv_channels", "entropy_weight", "entropy_decay_until", "baseline",
