@@ -128,3 +128,28 @@ def test_label_budget_hides_unlabelled_labels_from_decoder_g():
     none = rf(images, torch.full((6,), -1), student, 0.0)  # no labelled image in the batch
     assert set(none.losses) == set(out.losses)  # the same names: processes reduce them together
     assert all(float(none.losses[k]) == 0.0 for k in ("decoder", "policy", "entropy"))
+
+
+@pytest.mark.parametrize("name", ["cifar10_cpu", "cifar10_gpu"])
+def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
+    """Every arm-seed of a shipped grid turns into distill / finetune flags the recipes accept."""
+    from repfusion_zoo.experiments.config import ExperimentConfig, arm_seeds, check_arms
+    from repfusion_zoo.experiments.runner import as_flags, distill_flags, finetune_flags
+    from repfusion_zoo.experiments.subsets import ExperimentSubsets
+    from repfusion_zoo.pipelines.distill import load_distill_config
+    from repfusion_zoo.pipelines.finetune import load_finetune_config
+    from repfusion_zoo.training.config import load_config
+
+    cfg = load_config(ExperimentConfig, ["--config", str(RECIPES / "configs" / "experiments" / f"{name}.yaml"),
+                                         "--output_dir", str(tmp_path)])
+    check_arms(cfg)
+    subsets = ExperimentSubsets(tmp_path, tmp_path / "d.json", tmp_path / "v.json")
+    for lpc in cfg.labels_per_class:
+        for arm, spec in cfg.arms.items():
+            for seed in arm_seeds(cfg, arm):
+                if spec.get("distill", True):
+                    t = 0 if spec.get("t") == "probe" else None
+                    distilled = load_distill_config(as_flags(distill_flags(cfg, RECIPES, arm, seed, lpc, subsets, tmp_path, t)))
+                    assert distilled.seed == seed and distilled.teacher_cache == str(tmp_path)
+                tuned = load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None)))
+                assert tuned.crop_padding == 4 and tuned.train_subset.endswith(f"labelled-{lpc}-seed{seed}.json")
