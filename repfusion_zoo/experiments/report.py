@@ -176,7 +176,7 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
                    if name.startswith("fixed") and arm.get("t") and _mean_std(arm["top1"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if fixed:
-        ts = [max(t, 0.5) for t, _ in fixed]
+        ts = [t for t, _ in fixed]
         ax.errorbar(ts, [s[0] for _, s in fixed], yerr=[s[1] for _, s in fixed], marker="o", color="k", label="fixed t")
     colours = {"rl": "tab:red", "random": "tab:blue", "scratch": "tab:gray", "probe": "tab:green"}
     for name, colour in colours.items():
@@ -186,7 +186,10 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
         mean, std = stats
         ax.axhline(mean, color=colour, label=f"{name} ({mean:.1f})", linestyle="--" if name == "scratch" else "-")
         ax.axhspan(mean - std, mean + std, color=colour, alpha=0.15)
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xscale("symlog", linthresh=10.0)  # t = 0 sits at 0; 10..999 spread out logarithmically
+    if fixed:
+        ax.set_xlim(0, max(ts) * 1.5 or 1.0)
+        ax.set_xticks(ts, [str(t) for t in ts])
     ax.set_xlabel("time step t (fixed-t arms)")
     ax.set_ylabel("fine-tuned top-1 (%)")
     ax.set_title(f"{summary['name']}: {summary['labels_per_class']} labels/class")
