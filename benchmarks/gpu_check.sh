@@ -3,21 +3,14 @@
 # (supervised vs online vs cached step) on one GPU in fp32 and bf16, at batch 128 and 256,
 # without and with --compile (the recipe's `compile: true`), then bf16 with channels_last.
 # Run from the repo root on a machine with torch + timm + accelerate + CUDA; wheels for what it
-# lacks (diffusers) travel in .whl/ (see docs/architecture.md). Each run's output is written to
+# lacks (diffusers) travel in .whl/ (see benchmarks/device_env.sh). Each run's output is written to
 # ${OUT:-gpu_check_out}/ as soon as it ends, so a cut-short check keeps what it measured.
 # WITH_OFFLINE_DEFAULT=1 also runs the offline default recipe in bf16 (issue 4's check).
 set -uo pipefail
 OUT=${OUT:-gpu_check_out}
 STEPS=${STEPS:-20}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/inductor_cache}
+. benchmarks/device_env.sh || exit 1
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, timm, diffusers, accelerate; print('torch', torch.__version__, 'timm', timm.__version__, 'diffusers', diffusers.__version__, 'accelerate', accelerate.__version__, 'device', torch.cuda.get_device_name())"

@@ -130,7 +130,7 @@ def test_label_budget_hides_unlabelled_labels_from_decoder_g():
     assert all(float(none.losses[k]) == 0.0 for k in ("decoder", "policy", "entropy"))
 
 
-@pytest.mark.parametrize("name", ["cifar10_cpu", "cifar10_gpu"])
+@pytest.mark.parametrize("name", ["cifar10_cpu", "cifar10_gpu", "cifar10_gpu_short"])
 def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
     """Every arm-seed of a shipped grid turns into distill / finetune flags the recipes accept."""
     from repfusion_zoo.experiments.config import ExperimentConfig, arm_seeds, check_arms
