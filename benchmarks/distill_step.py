@@ -134,6 +134,7 @@ def main() -> None:
 
     cfg = recipe.DistillConfig(strategy=args.strategy, compile=args.compile, compile_mode=args.compile_mode,
                                channels_last=args.channels_last)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format  # what the Trainer applies
     torch.manual_seed(0)
     student = create_model("resnet18_cifar", num_classes=0)
     supervised = create_model("resnet18_cifar", num_classes=10)
@@ -144,8 +145,8 @@ def main() -> None:
         torch.manual_seed(1)
         cfg.timesteps = timesteps
         rf = recipe.repfusion_from_config(cfg, teacher_module, channels, 10)
-        model = DistillModel(copy.deepcopy(student), rf, 3, channels_last=cfg.channels_last,
-                             compile=cfg.compile, compile_mode=cfg.compile_mode).to(device).train()
+        model = DistillModel(copy.deepcopy(student), rf, 3, compile=cfg.compile,
+                             compile_mode=cfg.compile_mode).to(device, memory_format=memory_format).train()
         opt = torch.optim.SGD([*model.student.parameters(), *rf.trainable_parameters()], lr=0.1, momentum=0.9, weight_decay=1e-4)
         return model, opt
 

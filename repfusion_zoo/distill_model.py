@@ -22,36 +22,26 @@ class DistillModel(nn.Module):
     ``forward(images, labels, progress, index, flip) -> RepFusionOutput``: the named losses (with
     ``total``), the time step each sample was distilled at and the policy's mean entropy.
 
-    Speed options (both off by default; off is the reference numerics):
-    - ``channels_last``: the student's and the policy's weights, and the student's input, in
-      channels_last memory format (tensor-core convolutions on a GPU, bf16 above all). The
-      teacher keeps its own format. State dicts are saved contiguous as always.
-    - ``compile``: `torch.compile` (``compile_mode``) of `student_features` (normalisation +
-      ``forward_features``); AOTAutograd compiles its backward with it. The student stays a
-      plain module (state-dict keys, saving and DDP are unchanged); the compiled function is
-      kept beside it, not registered.
+    ``compile`` (off by default): `torch.compile` (``compile_mode``) of `student_features`
+    (normalisation + ``forward_features``); AOTAutograd compiles its backward with it. The student
+    stays a plain module (state-dict keys, saving and DDP are unchanged); the compiled function is
+    kept beside it, not registered. The memory format is the training loop's (`LoopSettings.channels_last`
+    converts the whole module: a convolution whose weight is channels_last gives a channels_last output).
     """
 
-    def __init__(self, student: nn.Module, repfusion: RepFusion, in_chans: int, *, channels_last: bool = False,
-                 compile: bool = False, compile_mode: str = "default") -> None:
+    def __init__(self, student: nn.Module, repfusion: RepFusion, in_chans: int, *, compile: bool = False,
+                 compile_mode: str = "default") -> None:
         super().__init__()
         self.student = student
         self.repfusion = repfusion
         self.normalize = InputNormalize.of(student, in_chans)
-        self.channels_last = bool(channels_last)
-        if self.channels_last:
-            student.to(memory_format=torch.channels_last)
-            repfusion.strategy.to(memory_format=torch.channels_last)
         self._compiled = None
         if compile:
             self._compiled = torch.compile(self.student_features, mode=None if compile_mode == "default" else compile_mode)
 
     def student_features(self, images: torch.Tensor) -> torch.Tensor:
         """The student's feature map of [0, 1] images: ``forward_features((x - mean) / std)``."""
-        x = self.normalize(images)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.student.forward_features(x)
+        return self.student.forward_features(self.normalize(images))
 
     def forward(self, images: torch.Tensor, labels: Any, progress: float, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> RepFusionOutput:

@@ -133,7 +133,7 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
 
 def test_channels_last_step_matches_the_default(recipe, tmp_path):
     reference, grads = _step(_model(recipe))
-    model = _model(recipe, channels_last=True)
+    model = _model(recipe).to(memory_format=torch.channels_last)  # what the Trainer does with channels_last: true
     conv = model.student.conv1.weight if hasattr(model.student, "conv1") else next(model.student.parameters())
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert model.repfusion.strategy.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -166,7 +166,27 @@ def test_compile_step_matches_the_default(recipe):
 
 def test_recipe_keys_reach_the_model(recipe):
     cfg = recipe.load_distill_config(["--compile", "true", "--compile_mode", "max-autotune-no-cudagraphs",
-                                      "--channels_last", "true"])
-    assert (cfg.compile, cfg.compile_mode, cfg.channels_last) == (True, "max-autotune-no-cudagraphs", True)
+                                      "--channels_last", "false"])
+    assert (cfg.compile, cfg.compile_mode, cfg.channels_last) == (True, "max-autotune-no-cudagraphs", False)
     defaults = recipe.load_distill_config([])
-    assert (defaults.compile, defaults.compile_mode, defaults.channels_last) == (False, "default", False)
+    assert (defaults.compile, defaults.compile_mode, defaults.channels_last) == (False, "default", True)
+    assert recipe.finetune_settings(cfg)["channels_last"] is False  # the downstream fine-tunes follow the key
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_trainer_puts_the_model_in_the_settings_memory_format(tmp_path, channels_last):
+    """`channels_last` (TrainConfig: on by default) is applied by the loop to whatever model a recipe trains,
+    in place: the optimiser's parameters are the model's."""
+    from repfusion_zoo import create_model
+    from repfusion_zoo.training import LoopSettings, Trainer
+    from repfusion_zoo.training.settings import TrainConfig
+
+    assert TrainConfig().channels_last and not LoopSettings("o", 0, 2).channels_last  # teachers: NCHW (no gain here)
+    model = create_model("resnet18_cifar", num_classes=2, channels=[8, 16, 32, 64])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(LoopSettings(str(tmp_path), 0, 2, num_train_epochs=1, channels_last=channels_last), "t")
+    data = [{"image": torch.rand(3, 8, 8), "label": i % 2} for i in range(4)]
+    prepared, _, _ = trainer.prepare(model, optimizer, trainer.train_loader(data), lambda o, s, t: torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0))
+    weight = prepared.conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert weight is optimizer.param_groups[0]["params"][0]

@@ -2,20 +2,27 @@
 
 Classes are the sorted sub-folder names of the train split folder (so every split shares label
 ids). Every file is decoded once when the dataset is built: unreadable ones are counted, named in
-one warning and left out; a split with no readable image is a `DatasetError`.
+one warning and left out; a split with no readable image is a `DatasetError`. A split whose pixels
+at `image_size` fit in `IN_MEMORY_BYTES` keeps them from that decode (CIFAR-10's train split: 154 MB),
+so no file is read again; a larger one is decoded again at every access.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ..errors import DatasetError
 from .base import ImageClassificationDataset, canonical_split
 from .readers import IMAGE_SUFFIXES, read_image, relative_name, require_readable, scan_images
-from .transforms import image_augmentation, pil_mode, pil_to_image_tensor
+from .transforms import image_augmentation, pil_mode, pil_to_image_tensor, pil_to_pixels, pixels_to_image
 
 LAYOUT = "<root>/<split>/<class>/<image>.jpg|png (split folders 'train' and 'test' or 'val')"
+
+#: a split's decoded pixels (uint8 at image_size) are held in memory up to this size
+IN_MEMORY_BYTES = 2 * 1024**3
 
 #: folder names tried, in order, for each canonical split
 SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val", "validation")}
@@ -80,13 +87,23 @@ class ImageFolderDataset(ImageClassificationDataset):
         train = self.root / "train"
         classes = class_folders(train if train.is_dir() else folder)
         files, labels = list_images(folder, classes)
-        scan = scan_images(files, [relative_name(f, self.root) for f in files])
+        self.image_size = image_size
+        self.mode = pil_mode(in_chans)
+        in_memory = len(files) * in_chans * image_size**2 <= IN_MEMORY_BYTES
+        keep = functools.partial(_pixels, mode=self.mode, image_size=image_size) if in_memory else None
+        scan = scan_images(files, [relative_name(f, self.root) for f in files], keep=keep)
         require_readable(scan, f"image folder {folder}", len(files))
         self.files = [files[i] for i in scan.good]
         self.skipped = scan.bad_names
-        self.image_size = image_size
-        self.mode = pil_mode(in_chans)
+        self.pixels = torch.stack(scan.kept) if in_memory else None  # uint8 [N, C, S, S]
         super().__init__(classes, [labels[i] for i in scan.good], image_augmentation(augment, crop_padding))
 
     def load_image(self, index: int) -> torch.Tensor:
+        if self.pixels is not None:
+            return pixels_to_image(self.pixels[index])
         return pil_to_image_tensor(read_image(self.files[index], self.mode), self.image_size)
+
+
+def _pixels(image: Image.Image, *, mode: str, image_size: int) -> torch.Tensor:
+    """What the scan keeps of a decoded image: uint8 `[C, image_size, image_size]`, as `load_image` makes it."""
+    return pil_to_pixels(image if image.mode == mode else image.convert(mode), image_size)

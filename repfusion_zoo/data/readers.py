@@ -11,8 +11,9 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Callable, Iterable, Sequence, Union
 
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetError
@@ -53,16 +54,6 @@ def read_image(source: ImageSource, mode: str = "RGB") -> Image.Image:
         raise DatasetError(f"cannot read image {describe(source)}: {error}") from error
 
 
-def is_readable(source: ImageSource) -> bool:
-    """True if `source` decodes completely (a truncated JPEG or a text file named .jpg does not)."""
-    try:
-        with _open(source) as image:
-            image.load()
-        return True
-    except _READ_ERRORS:
-        return False
-
-
 def describe(source: ImageSource) -> str:
     """A short printable name for an image source."""
     if isinstance(source, (bytes, bytearray)):
@@ -76,23 +67,32 @@ class ScanResult:
 
     good: list[int] = field(default_factory=list)
     bad_names: list[str] = field(default_factory=list)
+    kept: list[torch.Tensor] = field(default_factory=list)  # `keep(image)` of each good item, in `good`'s order
 
     @property
     def num_bad(self) -> int:
         return len(self.bad_names)
 
 
-def scan_images(sources: Iterable[ImageSource], names: Sequence[str] | None = None) -> ScanResult:
-    """Decode every source once; return the readable indices and the names of the others.
+def scan_images(sources: Iterable[ImageSource], names: Sequence[str] | None = None, *,
+                keep: Callable[[Image.Image], torch.Tensor] | None = None) -> ScanResult:
+    """Decode every source once; return the readable indices and the names of the others, and with
+    `keep`, what `keep` makes of each readable image (e.g. its pixels, so nothing is decoded again).
 
     About 70 us per 32x32 JPEG on one CPU core (CIFAR-10's 50,000 train images: ~4 s).
     """
     result = ScanResult()
     for index, source in enumerate(sources):
-        if is_readable(source):
-            result.good.append(index)
-        else:
+        try:
+            with _open(source) as image:
+                image.load()
+                kept = keep(image) if keep is not None else None
+        except _READ_ERRORS:
             result.bad_names.append(names[index] if names is not None else describe(source))
+            continue
+        result.good.append(index)
+        if kept is not None:
+            result.kept.append(kept)
     return result
 
 

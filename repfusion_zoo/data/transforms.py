@@ -26,15 +26,25 @@ def pil_mode(in_chans: int) -> str:
     raise DatasetError(f"in_chans={in_chans} is not supported for image files; use 1 (grey) or 3 (RGB)")
 
 
-def pil_to_image_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
+def pil_to_pixels(image: Image.Image, image_size: int) -> torch.Tensor:
     """Resize the shorter side to `image_size` (bilinear, antialiased), centre-crop square.
 
-    Returns `[C, image_size, image_size]` float in [0, 1].
+    Returns `[C, image_size, image_size]` uint8.
     """
     if image.size != (image_size, image_size):
         image = TF.resize(image, image_size, interpolation=InterpolationMode.BILINEAR, antialias=True)
         image = TF.center_crop(image, [image_size, image_size])
-    return TF.pil_to_tensor(image).float().div_(255.0)
+    return TF.pil_to_tensor(image)
+
+
+def pixels_to_image(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 `[C, H, W]` -> float `[C, H, W]` in [0, 1]."""
+    return pixels.float().div_(255.0)
+
+
+def pil_to_image_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
+    """`pil_to_pixels` as float `[C, image_size, image_size]` in [0, 1]."""
+    return pixels_to_image(pil_to_pixels(image, image_size))
 
 
 def resize_tensor(images: torch.Tensor, image_size: int) -> torch.Tensor:
