@@ -32,7 +32,8 @@ def experiment_flags(out: Path, teacher: Path) -> list[str]:
                  "probe": {"strategy": "fixed", "t": "probe", "seeds": [0]}},
         "distill": {"num_train_epochs": 1, "train_batch_size": 32, "milestones": [], "log_every": 1,
                     "augment": False},  # digits shift, never flip: the cache's identity view only
-        "finetune": {"num_train_epochs": 1, "train_batch_size": 10, "milestones": [], "log_every": 1, "eval_batch_size": 128},
+        "finetune": {"num_train_epochs": 1, "train_batch_size": 10, "milestones": [], "log_every": 1, "eval_batch_size": 128,
+                     "eval_every": 1},
         "cache": {"dtype": "float32", "batch_size": 64}, "launcher": "python", "eval_batch_size": 128,
         "probe_test_fraction": 0.5,
     }
@@ -71,7 +72,13 @@ def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, 
     for arm in summary["arms"].values():
         assert all(0.0 <= v <= 100.0 for v in arm["top1"] + arm["knn"])
     assert summary["arms"]["probe"]["t"][0] in (0, 10, 500)
-    assert (out / "tiny.md").read_text().count("| scratch |") == 1 and (out / "tiny.png").stat().st_size > 0
+    assert (out / "tiny.png").stat().st_size > 0
+    markdown = (out / "tiny.md").read_text()
+    assert markdown.count("| scratch |") == 3  # the arms table, the convergence table, the timing table
+    assert all(len(curve) == 1 for arm in summary["arms"].values() for curve in arm["val_curve"])  # 1 epoch
+    assert "Scratch's final validation top-1" in markdown and "process start-up and saving" in markdown
+    timing = summary["arms"]["rl"]["timing"][0]
+    assert {"train", "process"} <= set(timing["distill"]) and {"train", "validation", "test", "process"} <= set(timing["finetune"])
     # the best RL seed's weights, with cards that carry the metrics, the command and the seed
     for kind in ("backbone", "finetuned"):
         card = (out / "weights" / f"tiny-rl-seed0-{kind}" / "README.md").read_text()
@@ -153,3 +160,44 @@ def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
                     assert distilled.seed == seed and distilled.teacher_cache == str(tmp_path)
                 tuned = load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None)))
                 assert tuned.crop_padding == 4 and tuned.train_subset.endswith(f"labelled-{lpc}-seed{seed}.json")
+
+
+def test_an_arm_may_carry_finetune_keys_of_its_own(tmp_path):
+    """`{distill: false, finetune: {num_train_epochs: 8}}` changes that arm's fine-tune only; every arm's
+    fine-tune scores the validation subset (its curve)."""
+    from repfusion_zoo.experiments.config import ExperimentConfig, check_arms
+    from repfusion_zoo.experiments.runner import distill_flags, finetune_flags
+    from repfusion_zoo.experiments.subsets import ExperimentSubsets
+    from repfusion_zoo.errors import ConfigError
+
+    cfg = ExperimentConfig(arms={"scratch": {"distill": False}, "scratch_x2": {"distill": False, "finetune": {"num_train_epochs": 8}},
+                                 "fixed_t0": {"strategy": "fixed", "t": 0, "finetune": {"learning_rate": 0.01}}},
+                           finetune={"num_train_epochs": 4, "learning_rate": 0.05})
+    check_arms(cfg)
+    subsets = ExperimentSubsets(tmp_path, tmp_path / "d.json", tmp_path / "v.json")
+    flags = {arm: finetune_flags(cfg, arm, 0, 5, subsets, None) for arm in cfg.arms}
+    assert [flags[a]["num_train_epochs"] for a in cfg.arms] == [4, 8, 4]
+    assert [flags[a]["learning_rate"] for a in cfg.arms] == [0.05, 0.05, 0.01]
+    assert all(f["val_subset"] == str(tmp_path / "v.json") for f in flags.values())
+    assert distill_flags(cfg, RECIPES, "fixed_t0", 0, 5, subsets, tmp_path, 0)["finetune"] is False  # the distill key
+    with pytest.raises(ConfigError, match="finetune must be a mapping"):
+        check_arms(ExperimentConfig(arms={"scratch": {"distill": False, "finetune": 3}}))
+
+
+def test_convergence_check_and_speed_from_validation_curves():
+    from repfusion_zoo.experiments.curves import convergence_lines, epochs_to_reach, timing_lines
+
+    assert epochs_to_reach([50.0, 60.0, 70.0], 60.0) == 2 and epochs_to_reach([50.0], 60.0) is None
+    summary = {"arms": {
+        "scratch": {"seeds": [0, 1], "val_curve": [[40.0, 60.0, 70.0], [42.0, 61.0, 70.4]], "seconds": [10, 12],
+                    "timing": [{"finetune": {"train": 5.0, "validation": 1.0, "test": 1.0, "process": 9.0},
+                                "runner": {"knn": 1.0, "val": 0.5}}, None]},
+        "scratch_x2": {"seeds": [0], "val_curve": [[30, 50, 55, 60, 66, 70.8]], "seconds": [20]},
+        "fixed_t300": {"seeds": [0, 1], "distill": [{}, {}], "val_curve": [[65.0, 70.3, 71.0], [60.0, 69.0, 70.0]],
+                       "seconds": [30, 30]},
+    }}
+    text = "\n".join(convergence_lines(summary))
+    assert "| fixed_t300 | 3 | 70.50 ± 0.71 | 2, never |" in text  # scratch's final val: 70.2
+    assert "scratch_x2 (6 epochs) − scratch (3 epochs) = +0.60" in text and "NOT converged" in text
+    table = timing_lines(summary)
+    assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 |")  # start-up: 9 - 7 s

@@ -4,7 +4,9 @@ An arm is a mapping of distill-recipe keys: `{distill: false}` is the scratch ba
 only); `{strategy: reinforce}` the RL policy; `{strategy: fixed, t: 100}` a fixed time step;
 `{strategy: fixed, t: probe}` the t a linear probe of the cached teacher features picks on the
 labelled subset (no test data); `{strategy: random}` uniform t. An arm may name its own `seeds`
-(default: all `seeds`) and any other distill key (e.g. `loss: at`).
+(default: all `seeds`), any other distill key (e.g. `loss: at`) and, under `finetune:`, fine-tune
+keys of its own over the experiment's (e.g. `{distill: false, finetune: {num_train_epochs: 160}}`:
+scratch with a schedule twice as long, the convergence check).
 """
 from __future__ import annotations
 
@@ -71,6 +73,8 @@ def check_arms(cfg: ExperimentConfig) -> None:
     for name, spec in cfg.arms.items():
         if not isinstance(spec, dict):
             raise ConfigError(f"arm {name!r} must be a mapping of distill keys, got {spec!r}")
+        if not isinstance(spec.get("finetune", {}), dict):
+            raise ConfigError(f"arm {name!r}: finetune must be a mapping of fine-tune keys, got {spec['finetune']!r}")
         extra = sorted(set(arm_seeds(cfg, name)) - set(cfg.seeds))
         if extra:
             raise ConfigError(f"arm {name!r} names seeds {extra} outside the experiment's seeds {cfg.seeds}")

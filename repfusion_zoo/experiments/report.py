@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from ..atomic import replace_text
 from ..visualize import pyplot
 from .config import ExperimentConfig
+from .curves import convergence_lines, timing_lines
 
 __all__ = ["write_results", "summarise", "results_markdown"]
 
@@ -35,6 +36,8 @@ def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[dict[str, Any]]
         if r.get("distill"):
             arm.setdefault("distill", []).append(r["distill"])
         arm.setdefault("seconds", []).append(r.get("seconds"))
+        arm.setdefault("val_curve", []).append(r.get("val_curve"))
+        arm.setdefault("timing", []).append(r.get("timing"))
     return {"name": cfg.name, "teacher": cfg.teacher, "teacher_layer": cfg.teacher_layer, "student": cfg.student,
             "student_kwargs": cfg.student_kwargs, "dataset": cfg.dataset, "labels_per_class": lpc,
             "distill_images_per_class": cfg.distill_images_per_class, "timesteps": cfg.timesteps,
@@ -152,6 +155,9 @@ def results_markdown(summary: dict[str, Any]) -> str:
              "Fine-tuned top-1 is measured once on the full test split; frozen kNN (k = 20, cosine) uses the labelled "
              "subset as the bank; val top-1 is a held-out labelled part of train (for choices only). Mean ± std over seeds.", "",
              *_arms_table(summary), ""]
+    convergence = convergence_lines(summary)
+    if convergence:
+        lines += ["## Convergence: validation top-1 over the fine-tuning epochs", "", *convergence, ""]
     checks = verdict(summary)
     if checks:
         lines += ["## Against the expectations", "", *checks, ""]
@@ -164,6 +170,9 @@ def results_markdown(summary: dict[str, Any]) -> str:
     losses = _loss_section(summary)
     if losses:
         lines += ["## Distillation loss curves", "", *losses, ""]
+    timing = timing_lines(summary)
+    if timing:
+        lines += ["## Where an arm-seed's time went (seconds, mean over seeds)", "", *timing, ""]
     return "\n".join(lines)
 
 

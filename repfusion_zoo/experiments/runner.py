@@ -28,6 +28,7 @@ from ..cache import FeatureCache, build_feature_cache
 from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
+from ..pipelines.shared import TIMING_FILE, write_timing
 from ..teachers import DiffusionTeacher
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
@@ -61,7 +62,8 @@ def as_flags(values: Mapping[str, Any]) -> list[str]:
 
 
 def run_recipe(cfg: ExperimentConfig, recipes_dir: Path, recipe: str, flags: Mapping[str, Any], log: Path) -> None:
-    """`<launcher> recipes/<recipe>.py --key value ...`, its output appended to `log`."""
+    """`<launcher> recipes/<recipe>.py --key value ...`, its output appended to `log`; the process's wall
+    seconds go into the run's `timing.json` as ``process`` (beside the phases the recipe timed)."""
     launcher = shlex.split(cfg.launcher)
     if launcher == ["python"]:
         launcher = [sys.executable]
@@ -70,10 +72,14 @@ def run_recipe(cfg: ExperimentConfig, recipes_dir: Path, recipe: str, flags: Map
     with log.open("a") as handle:
         handle.write(f"\n$ {shlex.join(command)}\n")
         handle.flush()
+        started = time.time()
         code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
     if code:
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
         raise ExperimentError(f"{recipe} failed (exit {code}); full log {log}; its end:\n{tail}")
+    timing = Path(flags["output_dir"]) / TIMING_FILE
+    phases = json.loads(timing.read_text()) if timing.is_file() else {}
+    write_timing(timing.parent, {**phases, "process": time.time() - started})
 
 
 def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubsets) -> Path:
@@ -94,7 +100,7 @@ def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubse
 def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
                   cache: Path, t: int | None) -> dict[str, Any]:
     """recipes/distill.py keys of one arm-seed: the experiment's, the arm's, then the protocol's."""
-    own = {k: v for k, v in cfg.arms[arm].items() if k not in ("seeds", "distill")}
+    own = {k: v for k, v in cfg.arms[arm].items() if k not in ("seeds", "distill", "finetune")}
     flags: dict[str, Any] = {"config": str(recipes_dir / "configs" / DISTILL_BASE), "augment": True, "crop_padding": 0}
     flags.update({**cfg.distill, **own})  # flips only by default: the views the cache holds
     if t is not None:
@@ -110,16 +116,18 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
 
 def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
                    backbone: Path | None) -> dict[str, Any]:
-    """recipes/finetune.py keys of one arm-seed: the experiment's, then the protocol's."""
+    """recipes/finetune.py keys of one arm-seed: the experiment's, the arm's own, then the protocol's
+    (every `eval_every` epochs the validation subset is scored: the arm's validation curve)."""
     start = {"model": str(backbone), "pretrained": True} if backbone else {
         "model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs)}
-    return {**cfg.finetune, "task": "classification", "dataset": cfg.dataset, "image_size": cfg.image_size,
-            "in_chans": cfg.in_chans, "train_subset": str(subsets.labelled(lpc, seed)), "seed": seed,
-            "resume_from_checkpoint": "latest", "output_dir": str(run_dir(cfg, lpc, arm, seed) / "finetune"), **start}
+    return {**cfg.finetune, **cfg.arms[arm].get("finetune", {}), "task": "classification", "dataset": cfg.dataset,
+            "image_size": cfg.image_size, "in_chans": cfg.in_chans, "train_subset": str(subsets.labelled(lpc, seed)),
+            "val_subset": str(subsets.val), "seed": seed, "resume_from_checkpoint": "latest",
+            "output_dir": str(run_dir(cfg, lpc, arm, seed) / "finetune"), **start}
 
 
 def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
-                 cache: Path, data: Mapping[str, Dataset]) -> dict[str, Any]:
+                 cache: Path | None, data: Mapping[str, Dataset]) -> dict[str, Any]:
     """Distil (unless scratch), fine-tune, evaluate; `result.json` once all of it is done."""
     folder = run_dir(cfg, lpc, arm, seed)
     result_file = folder / "result.json"
@@ -144,12 +152,31 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
         run_recipe(cfg, recipes_dir, "finetune", finetune_flags(cfg, arm, seed, lpc, subsets, backbone), folder / "finetune.log")
     metrics = json.loads((folder / "finetune" / "metrics.json").read_text())
     result["top1"] = float(metrics["top1"])
+    result["val_curve"] = epoch_values(folder / "finetune", "val/top1")
+    timing = {"knn": time.time()}
     bank = Subset(data["train"], labelled)
     result["knn"] = frozen_knn(cfg, backbone, seed, bank, data["test"])
+    timing["val"] = time.time()
+    timing["knn"] = timing["val"] - timing["knn"]
     result["val_top1"] = validation_top1(cfg, folder / "finetune" / "model", Subset(data["train"], read_indices(subsets.val)))
+    timing["val"] = time.time() - timing["val"]
+    result["timing"] = {"runner": {k: round(v, 1) for k, v in timing.items()},
+                        **{recipe: recipe_timing(folder / recipe) for recipe in ("distill", "finetune")
+                           if (folder / recipe / TIMING_FILE).is_file()}}
     result["seconds"] = round(time.time() - started, 1)
     replace_text(result_file, json.dumps(result, indent=2))
     return result
+
+
+def epoch_values(folder: Path, key: str) -> list[float]:
+    """`key` of every epoch record of a run's `log.jsonl` that has it (e.g. the validation curve)."""
+    epochs = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    return [float(e[key]) for e in epochs if key in e]
+
+
+def recipe_timing(folder: Path) -> dict[str, float]:
+    """A recipe run's `timing.json`."""
+    return json.loads((folder / TIMING_FILE).read_text())
 
 
 def distill_summary(folder: Path) -> dict[str, Any]:
@@ -172,7 +199,8 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     data = {"train": build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans),
             "test": build_dataset(cfg.dataset, split="test", image_size=cfg.image_size, in_chans=cfg.in_chans)}
     subsets = write_subsets(cfg, data["train"].labels, out / "subsets")
-    cache = ensure_cache(cfg, data["train"], subsets)
+    distils = any(spec.get("distill", True) for spec in cfg.arms.values())
+    cache = ensure_cache(cfg, data["train"], subsets) if distils else None  # scratch arms alone need no teacher
     written: list[Path] = []
     for lpc in cfg.labels_per_class:
         results = []

@@ -37,7 +37,7 @@ from ..training.data import collate
 from ..zoo import create_model, save_pretrained
 from . import train_teacher as teacher_pipeline
 from .finetune import finetune, load_finetune_config
-from .shared import RECIPE_CONFIGS, architecture_of, diffusion_teacher, end_processes, main_print
+from .shared import RECIPE_CONFIGS, architecture_of, diffusion_teacher, end_processes, main_print, write_timing
 
 __all__ = ["DistillConfig", "load_distill_config", "distill", "build_teacher", "build_student", "repfusion_from_config",
            "finetune_settings", "main"]
@@ -86,11 +86,10 @@ class DistillConfig(TrainConfig):
     loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
     loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
     decoder: str = opt("linear", "decoder g on the teacher feature", choices=["linear", "mlp", "fcn", "none"])
-    # speed (opt-in: off is the reference numerics; for GPUs, see benchmarks/distill_step.py)
+    # speed (opt-in: it does not pay on a 2-core CPU, see benchmarks/train_step.py; for GPUs, benchmarks/distill_step.py)
     compile: bool = opt(False, "torch.compile the student's forward (input normalisation + forward_features; its backward with it)")
     compile_mode: str = opt("default", "torch.compile mode of --compile",
                             choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
-    channels_last: bool = opt(False, "student (and its input) and the time-step policy in channels_last memory format")
     # outputs
     model_name: str = opt("", "name written into the backbone's model card")
     push_to_hub: bool = opt(False, "push the backbone folder with huggingface_hub")
@@ -211,7 +210,7 @@ def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: P
     out = Path(cfg.output_dir)
     save_pretrained(student, backbone_dir, architecture=architecture_of(student, cfg.student),
                     model_name=cfg.model_name or None,
-                    card={"teacher": cfg.teacher or f"recipes/train_teacher.py ({cfg.teacher_config})",
+                    card={"origin": "distilled", "teacher": cfg.teacher or f"recipes/train_teacher.py ({cfg.teacher_config})",
                           "dataset": cfg.dataset, "recipe": _command(cfg),
                           "input_size": (cfg.in_chans, cfg.image_size, cfg.image_size)})
     plot = plot_timestep_histograms(trainer.epochs_history(), out / "timesteps.png")
@@ -243,8 +242,7 @@ def distill(cfg: Any, *, configs: Path = RECIPE_CONFIGS) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the same student init whether the teacher was trained or reused
     student = build_student(cfg)
     repfusion = repfusion_from_config(cfg, teacher, feature_channels(student, cfg.in_chans, cfg.image_size), num_classes)
-    model = DistillModel(student, repfusion, cfg.in_chans, channels_last=cfg.channels_last, compile=cfg.compile,
-                         compile_mode=cfg.compile_mode)
+    model = DistillModel(student, repfusion, cfg.in_chans, compile=cfg.compile, compile_mode=cfg.compile_mode)
 
     # a batch without a labelled image (a label budget) leaves decoder g and the policy without a gradient
     trainer = Trainer(LoopSettings.of(cfg), "distill", find_unused_parameters=True)
@@ -262,16 +260,21 @@ def distill(cfg: Any, *, configs: Path = RECIPE_CONFIGS) -> dict[str, Any]:
         scalars = {} if out.policy_entropy is None else {"policy/entropy": out.policy_entropy}
         return StepOutput(loss=out.losses["total"], losses=out.losses, scalars=scalars, histograms={"t": (out.t, num_t)})
 
+    loop_started = time.time()
     trainer.fit(step)
+    timing = {"train": time.time() - loop_started}
     result: dict[str, Any] = {"output_dir": str(out), "distill_seconds": round(time.time() - started, 1)}
     unwrapped = acc.unwrap_model(wrapped).repfusion
+    report_started = time.time()
     report = report_timesteps(cfg, unwrapped, plain_train, acc.device) if acc.is_main_process else None
+    timing["timestep_report"] = time.time() - report_started
     if report is not None:
         (out / "timestep_report.json").write_text(json.dumps(report, indent=2))
         result["timestep_report"] = str(out / "timestep_report.json")
     backbone_dir = out / "backbone"
     if acc.is_main_process:
         save_outputs(cfg, acc.unwrap_model(wrapped).student, trainer, backbone_dir)
+        write_timing(out, timing)
     acc.wait_for_everyone()
     result["backbone_dir"] = str(backbone_dir)
     result["epochs"] = trainer.epochs_history()
@@ -307,7 +310,8 @@ def finetune_settings(cfg: Any) -> dict[str, Any]:
                     train_batch_size=cfg.finetune_train_batch_size, milestones=list(cfg.finetune_milestones), seed=cfg.seed,
                     mixed_precision=cfg.mixed_precision, report_to=cfg.report_to,
                     resume_from_checkpoint=cfg.resume_from_checkpoint,
-                    gradient_accumulation_steps=cfg.gradient_accumulation_steps, eval_batch_size=cfg.eval_batch_size)
+                    gradient_accumulation_steps=cfg.gradient_accumulation_steps, eval_batch_size=cfg.eval_batch_size,
+                    channels_last=cfg.channels_last)
     return settings
 
 
@@ -315,7 +319,9 @@ def compare_downstream(cfg: Any, backbone_dir: Path) -> dict[str, Any]:
     """Fine-tune the distilled backbone and the same student from scratch; print both metrics."""
     out = Path(cfg.output_dir)
     runs = {
-        "distilled": {"model": str(backbone_dir), "output_dir": str(out / "finetune_distilled")},
+        # this run's own backbone (not an input): its card gets the downstream metrics
+        "distilled": {"model": str(backbone_dir), "output_dir": str(out / "finetune_distilled"),
+                      "update_source_card": str(backbone_dir)},
         "scratch": {"model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs),
                     "output_dir": str(out / "finetune_scratch")},
     }

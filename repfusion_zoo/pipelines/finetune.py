@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from torch.utils.data import Subset
+
+from ..data.base import unaugmented
+from ..data.subsets import check_indices, read_indices
 from ..errors import ConfigError
 from ..hub import push_to_hub, update_card_metrics
 from ..tasks import TASKS, get_task
@@ -17,7 +22,7 @@ from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_op
                         evaluate, lr_schedule, seed_everything)
 from ..training.config import canonical, extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
 from ..zoo import save_pretrained
-from .shared import architecture_of, end_processes
+from .shared import architecture_of, end_processes, write_timing
 
 __all__ = ["FinetuneConfig", "load_finetune_config", "finetune", "card_fields", "main"]
 
@@ -30,9 +35,12 @@ class FinetuneConfig(TrainConfig):
     model: str = opt("resnet18_cifar", "backbone: zoo/timm name, hf-hub:org/repo[@rev], or a Hub-ready folder")
     pretrained: bool = opt(True, "load the backbone's weights (a folder always does); false = from scratch")
     model_kwargs: dict = opt({}, "extra timm kwargs when building from a name, e.g. {channels: [16, 32, 64, 128]}")
-    eval_every: int = opt(0, "also evaluate every N epochs (0 = only at the end)")
+    eval_every: int = opt(0, "also evaluate every N epochs (0 = only at the end): on --val_subset when given, else the test split")
+    val_subset: str = opt("", "validation items of the TRAIN split (a JSON list of indices, un-augmented): what --eval_every "
+                              "scores, logged as val/<metric> (for choices; the test split is scored once, at the end)")
     model_name: str = opt("", "name written into the saved model card (default: derived from output_dir)")
-    update_source_card: bool = opt(True, "also write the metrics into the start folder's card when --model is a local folder")
+    update_source_card: str = opt("", "opt-in: also write the metrics into the card of this folder, which must be --model "
+                                      "(a local folder); empty = the run never writes into its inputs")
     push_to_hub: bool = opt(False, "push the fine-tuned folder with huggingface_hub")
     hub_model_id: str = opt("", "org/name for --push_to_hub")
     hub_private_repo: bool = opt(False, "create the Hub repo private")
@@ -57,17 +65,22 @@ INHERITED_CARD_FIELDS = ("teacher", "paper", "license", "license_name", "license
 
 
 def card_fields(source: str, task: str, dataset: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `card=` of `save_pretrained` for the fine-tuned model: the task and dataset the metrics
-    were measured on, the input size it was trained at (tasks with `image_size`/`in_chans`), plus
-    the teacher/paper/license of a local start folder's config.json."""
-    fields: dict[str, Any] = {}
+    """The `card=` of `save_pretrained` for the fine-tuned model: how it was made (`origin`: trained from
+    random initialisation, or fine-tuned from `start`), the task and dataset the metrics were
+    measured on, the input size it was trained at (tasks with `image_size`/`in_chans`), plus the
+    teacher/paper/license of a local start folder's config.json."""
     values = values or {}
+    fields: dict[str, Any] = {"origin": "fine-tuned", "start": f"the weights of `{source}`"}
     if values.get("image_size") and values.get("in_chans"):
         fields["input_size"] = (values["in_chans"], values["image_size"], values["image_size"])
     config_file = Path(source).expanduser() / "config.json"
     if config_file.is_file():
         info = json.loads(config_file.read_text()).get("repfusion") or {}
         fields.update({k: info[k] for k in INHERITED_CARD_FIELDS if info.get(k)})
+        made = {"distilled": "a RepFusion-distilled backbone"}.get(info.get("origin"), "a saved model")
+        fields["start"] = f"{made} (`{info.get('name') or Path(source).name}`)"
+    elif not values.get("pretrained", True):
+        fields = {k: v for k, v in fields.items() if k != "start"} | {"origin": "trained"}
     fields.update(task=task, dataset=dataset)
     return fields
 
@@ -80,7 +93,9 @@ def finetune(cfg: Any) -> dict[str, Any]:
     values = to_dict(cfg)
     if cfg.push_to_hub and not cfg.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id org/name")
+    check_source_card(cfg.update_source_card, cfg.model)
     train_set, eval_set = task.build_datasets(values)  # bad data fails here, before anything is written
+    val_set = validation_set(train_set, cfg.val_subset)
     model = task.build_model(cfg.model, cfg.pretrained, values)
     trainer = Trainer(LoopSettings.of(cfg), f"finetune-{cfg.task}")
     acc = trainer.accelerator
@@ -94,14 +109,22 @@ def finetune(cfg: Any) -> dict[str, Any]:
         losses = task.training_loss(model, batch)  # named losses with "total" (tasks/base.py)
         return StepOutput(loss=losses["total"], losses=losses)
 
-    def on_epoch_end(epoch: int) -> dict[str, float]:
-        if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
-            scores = evaluate(acc, model, eval_set, task, batch_size=cfg.eval_batch_size)
-            return {f"eval/{k}": v for k, v in scores.items()}
-        return {}
+    timing = {"validation": 0.0}
 
+    def on_epoch_end(epoch: int) -> dict[str, float]:
+        if not cfg.eval_every or (epoch + 1) % cfg.eval_every:
+            return {}
+        started = time.perf_counter()
+        scores = evaluate(acc, model, val_set if val_set is not None else eval_set, task, batch_size=cfg.eval_batch_size)
+        timing["validation"] += time.perf_counter() - started
+        return {f"{'val' if val_set is not None else 'eval'}/{k}": v for k, v in scores.items() if k != "count"}
+
+    started = time.perf_counter()
     trainer.fit(step, on_epoch_end=on_epoch_end)
+    timing["train"] = time.perf_counter() - started - timing["validation"]
+    started = time.perf_counter()
     metrics = evaluate(acc, model, eval_set, task, batch_size=cfg.eval_batch_size, pictures_dir=out / "pictures")
+    timing["test"] = time.perf_counter() - started
     trainer.print(f"[finetune] {cfg.task} {task.main_metric} = {metrics.get(task.main_metric, float('nan')):.2f}  ({metrics})")
     model_dir = out / "model"
     if acc.is_main_process:
@@ -112,10 +135,10 @@ def finetune(cfg: Any) -> dict[str, Any]:
         save_pretrained(backbone, model_dir, architecture=architecture_of(backbone, cfg.model),
                         model_name=cfg.model_name or out.name, metrics=card_metrics,
                         card=card_fields(cfg.model, cfg.task, dataset, values), label_names=label_names)
-        source = Path(cfg.model).expanduser()
-        if cfg.update_source_card and source.is_dir() and (source / "config.json").is_file():
-            update_card_metrics(source, card_metrics, task=cfg.task, dataset=dataset)
+        if cfg.update_source_card:
+            update_card_metrics(cfg.update_source_card, card_metrics, task=cfg.task, dataset=dataset)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_timing(out, timing)
         trainer.print(f"[finetune] fine-tuned model written to {model_dir.resolve()}")
     acc.wait_for_everyone()
     pushed = None
@@ -127,6 +150,31 @@ def finetune(cfg: Any) -> dict[str, Any]:
     trainer.finish()
     return {"metrics": metrics, "main_metric": task.main_metric, "model_dir": str(model_dir),
             "output_dir": str(out), "pushed": pushed, "epochs": trainer.epochs_history()}
+
+
+def check_source_card(folder: str, model: str) -> None:
+    """`ConfigError` unless `folder` is empty or the local Hub-ready folder `model` starts from (checked
+    before training: the card of any other folder is not this run's to write)."""
+    if not folder:
+        return
+    target, source = Path(folder).expanduser(), Path(model).expanduser()
+    if not (source.is_dir() and target.is_dir() and target.resolve() == source.resolve()):
+        raise ConfigError(f"--update_source_card {folder!r} must name the local folder --model starts from "
+                          f"(--model is {model!r}); leave it empty to write only into --output_dir")
+    if not (target / "config.json").is_file():
+        raise ConfigError(f"--update_source_card {folder!r} has no config.json: it is not a Hub-ready model folder")
+
+
+def validation_set(train_set: Any, val_subset: str) -> Any:
+    """The items `val_subset` names of the train split, without training augmentation (None without one)."""
+    if not val_subset:
+        return None
+    if not hasattr(train_set, "augmentation"):
+        raise ConfigError(f"--val_subset needs a dataset with a training augmentation to turn off; "
+                          f"{type(train_set).__name__} has none (leave --val_subset empty)")
+    indices = read_indices(val_subset)
+    check_indices(indices, train_set, f"val_subset {val_subset}")
+    return Subset(unaugmented(train_set), indices)
 
 
 def main(argv: Sequence[str] | None = None, *, doc: str = __doc__) -> int:

@@ -82,6 +82,8 @@ class Trainer:
                 tracker_config: Mapping[str, Any] | None = None) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
         """Wrap with accelerate, build the LR schedule, restore the state when resuming, start the trackers."""
         settings, acc = self.settings, self.accelerator
+        if settings.channels_last:  # in place: the optimiser's parameters stay the same objects
+            model = model.to(memory_format=torch.channels_last)
         self.model, self.optimizer, self.loader = acc.prepare(model, optimizer, loader)
         self.steps_per_epoch = max(1, math.ceil(len(self.loader) / settings.gradient_accumulation_steps))
         if settings.num_train_epochs is None:
@@ -95,7 +97,10 @@ class Trainer:
         resume_from = resolve_resume(settings.resume_from_checkpoint, self.output_dir)
         if resume_from is not None:
             self.state = self.checkpoints.load(resume_from)
-            self.print(f"resumed from {resume_from} at step {self.state.step} (epoch {self.state.epoch})")
+            self.print(f"resuming from {resume_from} at step {self.state.step} (epoch {self.state.epoch})")
+        elif settings.resume_from_checkpoint:
+            self.print(f"no checkpoint under {self.output_dir.resolve()}, starting fresh "
+                       f"(--resume_from_checkpoint {settings.resume_from_checkpoint})")
         if trackers(settings.report_to):
             acc.init_trackers(self.project_name, config=flat_scalars(tracker_config or {}))
         return self.model, self.optimizer, self.loader
