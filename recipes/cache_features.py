@@ -15,9 +15,12 @@ fingerprint, sizes and dtype. Prints the store's size first and refuses when the
 hold it; killed, the same command resumes (finished shards are kept).
 """
 
+import _process_env  # noqa: F401  (first: OpenMP's wait, set before torch loads)
+
 import sys
 
+from repfusion_zoo.errors import run_program
 from repfusion_zoo.pipelines.cache_features import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], doc=__doc__))
+    sys.exit(run_program("cache_features.py", main, doc=__doc__))

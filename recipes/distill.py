@@ -24,12 +24,15 @@ and prints both accuracies. Per epoch it logs the losses, the policy's entropy a
 of the sampled t; `output_dir/timesteps.png` shows the histograms at the end.
 """
 
+import _process_env  # noqa: F401  (first: OpenMP's wait, set before torch loads)
+
 import sys
 from pathlib import Path
 
+from repfusion_zoo.errors import run_program
 from repfusion_zoo.pipelines.distill import main
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], doc=__doc__, configs=CONFIGS))
+    sys.exit(run_program("distill.py", main, doc=__doc__, configs=CONFIGS))

@@ -13,10 +13,13 @@ arm-seeds are kept, a killed one continues from its recipes' last checkpoints. R
 `<output_dir>/<name>.json|.md|.png`, copied to `results_dir` (docs/results).
 """
 
+import _process_env  # noqa: F401  (first: OpenMP's wait, set before torch loads)
+
 import sys
 from pathlib import Path
 
+from repfusion_zoo.errors import run_program
 from repfusion_zoo.pipelines.experiment import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], doc=__doc__, recipes_dir=Path(__file__).resolve().parent))
+    sys.exit(run_program("experiment.py", main, doc=__doc__, recipes_dir=Path(__file__).resolve().parent))

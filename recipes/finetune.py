@@ -13,9 +13,12 @@ folder's card too), and with `--push_to_hub --hub_model_id org/name` publishes i
 In-process use: `from repfusion_zoo.pipelines.finetune import finetune, load_finetune_config`; `finetune(load_finetune_config([...])) -> dict`.
 """
 
+import _process_env  # noqa: F401  (first: OpenMP's wait, set before torch loads)
+
 import sys
 
+from repfusion_zoo.errors import run_program
 from repfusion_zoo.pipelines.finetune import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], doc=__doc__))
+    sys.exit(run_program("finetune.py", main, doc=__doc__))

@@ -12,9 +12,12 @@ The Hub endpoint is huggingface_hub's (`HF_ENDPOINT`); the token is huggingface_
 or `huggingface-cli login`).
 """
 
+import _process_env  # noqa: F401  (first: OpenMP's wait, set before torch loads)
+
 import sys
 
+from repfusion_zoo.errors import run_program
 from repfusion_zoo.pipelines.push import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], doc=__doc__))
+    sys.exit(run_program("push_to_hub.py", main, doc=__doc__))

@@ -24,17 +24,15 @@ Mixed precision comes from the launcher (`accelerate launch --mixed_precision bf
 same config instead of training again.
 """
 
+import _process_env  # noqa: F401  (first: OpenMP's wait, set before torch loads)
+
 import sys
 from pathlib import Path
 
-from repfusion_zoo.errors import RepFusionError
+from repfusion_zoo.errors import run_program
 from repfusion_zoo.pipelines.train_teacher import main
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:], doc=__doc__, configs=CONFIGS)
-    except RepFusionError as error:  # bad input: one clear line, no traceback
-        print(f"train_teacher.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_program("train_teacher.py", main, doc=__doc__, configs=CONFIGS))

@@ -182,10 +182,27 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f"{_prefix(target, 'tmp')}{HOST}-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
+        follow_umask(tmp)
         _swap_in(tmp, target)
     finally:
         _remove(tmp)
 
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path) -> None:
+    """Give ``path`` (and, for a folder, everything in it) the modes a plain ``open`` / ``mkdir`` would:
+    ``0o666`` / ``0o777`` less the umask. ``mkdtemp`` and some writers (safetensors) make owner-only
+    files, which a shared model folder must not be."""
+    mask = current_umask()
+    for entry in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not entry.is_symlink():
+            entry.chmod((0o777 if entry.is_dir() else 0o666) & ~mask)
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` and fsync it."""
@@ -227,6 +244,7 @@ def replace_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         _fsync_file(tmp)
+        follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         _remove(tmp)

@@ -1,5 +1,14 @@
-"""The exception types of repfusion-zoo. Every message names the thing at fault and the fix."""
+"""The exception types of repfusion-zoo, and how a program shows them. Every message names the thing at
+fault and the fix."""
 from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any, Callable, Sequence
+
+#: the flag of every program (recipes, `repfusion-zoo`) that shows the traceback of an input error
+DEBUG_FLAG = "--debug"
 
 
 class RepFusionError(Exception):
@@ -24,6 +33,15 @@ class WeightsMismatchError(RepFusionError, RuntimeError):
 
 class UnsafeWeightsError(RepFusionError, ValueError):
     """A weight file that is not safetensors (e.g. a pickle) was offered."""
+
+
+class MissingExtraError(RepFusionError, ImportError):
+    """A feature needs a package of an optional extra that is not installed; the message names the pip command."""
+
+    @classmethod
+    def of(cls, package: str, purpose: str) -> MissingExtraError:
+        return cls(f"{purpose} needs the `{package}` package, part of the recipes extra: "
+                   f'pip install "repfusion-zoo[recipes]" (or pip install {package})')
 
 
 class InputError(RepFusionError, ValueError):
@@ -60,3 +78,23 @@ class DiskSpaceError(RepFusionError, OSError):
 
 class ModelSourceNotFoundError(UnknownModelError, FileNotFoundError):
     """A model source that names a path (a folder or a weight file) that does not exist."""
+
+
+def run_program(prog: str, main: Callable[..., Any], argv: Sequence[str] | None = None, **kwargs: Any) -> int:
+    """``main(argv, **kwargs)`` as a command: an input error (any `RepFusionError`: a config key, a
+    path, a missing teacher) is shown as argparse shows a usage error, ``<prog>: error: <message>``
+    on stderr and exit code 2, without a traceback unless `DEBUG_FLAG` is among the arguments (it is
+    taken out of them) or ``REPFUSION_DEBUG=1``. Other exceptions propagate (a bug: the traceback
+    matters). Returns the exit code (0 when `main` returns something other than an int)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get("REPFUSION_DEBUG") == "1"
+    try:
+        result = main([a for a in args if a != DEBUG_FLAG], **kwargs)
+    except RepFusionError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        if not debug:
+            print(f"{prog}: add {DEBUG_FLAG} to see the traceback", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0

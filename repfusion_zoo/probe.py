@@ -9,7 +9,7 @@ For each t: the teacher's features of a labelled image set, global-average-poole
 - ``linear_probe_accuracy``: scikit-learn ``LogisticRegression`` on standardised pooled
   features, trained on a seeded stratified split and scored on the held-out part.
 
-``repfusion-zoo probe --teacher PATH_OR_ID --data SPEC --timesteps 0,10,100 --out DIR`` writes
+``repfusion-zoo probe --teacher PATH_OR_ID --dataset SPEC --timesteps 0,10,100 --output_dir DIR`` writes
 ``probe.json`` and ``probe.png`` into ``DIR``.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .errors import InputError
+from .errors import InputError, MissingExtraError
 from .data import build_dataset
 from .normalize import minus_one_one
 from .teachers import DiffusionTeacher
@@ -62,10 +62,13 @@ def spectrum(features: torch.Tensor) -> tuple[list[float], float]:
 
 def linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, *, test_fraction: float = 0.3, seed: int = 0) -> float:
     """Held-out accuracy of a logistic-regression probe on ``features [N, C]`` (seeded stratified split)."""
-    from sklearn.linear_model import LogisticRegression  # optional: the recipes extra (the probe's classifier)
-    from sklearn.model_selection import train_test_split  # optional: as above
-    from sklearn.pipeline import make_pipeline  # optional: as above
-    from sklearn.preprocessing import StandardScaler  # optional: as above
+    try:
+        from sklearn.linear_model import LogisticRegression  # optional: the recipes extra (the probe's classifier)
+        from sklearn.model_selection import train_test_split  # optional: as above
+        from sklearn.pipeline import make_pipeline  # optional: as above
+        from sklearn.preprocessing import StandardScaler  # optional: as above
+    except ImportError as error:
+        raise MissingExtraError.of("scikit-learn", "the linear probe") from error
 
     x, y = features.double().numpy(), labels.numpy()
     counts = torch.bincount(labels - labels.min())
@@ -167,10 +170,10 @@ def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) ->
 def run(args: argparse.Namespace) -> int:
     """`repfusion-zoo probe`: teacher + data -> probe.json, probe.png."""
     teacher = DiffusionTeacher(args.teacher, layer=args.layer, noise=args.noise)
-    images, labels = _load_images(args.data, teacher, args.split, args.num_samples, args.seed)
+    images, labels = _load_images(args.dataset, teacher, args.split, args.num_samples, args.seed)
     result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed)
-    result.update(teacher=str(args.teacher), data=args.data, split=args.split)
-    json_path, png_path = write_probe(result, args.out)
+    result.update(teacher=str(args.teacher), data=args.dataset, split=args.split)
+    json_path, png_path = write_probe(result, args.output_dir)
     for row in result["results"]:
         print(f"t={row['t']:5d}  effective rank {row['effective_rank']:8.2f}  linear probe {100 * row['linear_probe_accuracy']:6.2f}%")
     print(f"wrote {json_path} and {png_path}")
@@ -185,14 +188,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--teacher", required=True, help="diffusers UNet2DModel: local folder (pipeline or UNet folder) or Hub id")
-    parser.add_argument("--data", required=True, help="dataset spec: 'digits', an image folder path, 'imagefolder:<path>' or 'hf:<id>'")
+    parser.add_argument("--dataset", required=True, help="dataset spec: 'digits', an image folder path, 'imagefolder:<path>' or 'hf:<id>'")
     parser.add_argument("--timesteps", required=True, type=_timesteps, help="comma-separated time steps, e.g. 0,10,100,500")
-    parser.add_argument("--out", required=True, help="output folder for probe.json and probe.png")
-    parser.add_argument("--num-samples", type=int, default=500, help="images probed (default 500)")
+    parser.add_argument("--output_dir", required=True, help="output folder for probe.json and probe.png")
+    parser.add_argument("--num_samples", type=int, default=500, help="images probed (default 500)")
     parser.add_argument("--split", default="test", help="dataset split (default test)")
     parser.add_argument("--layer", default="mid", help="teacher layer: mid, mid_resnet2_conv2 or down.{i} (default mid)")
     parser.add_argument("--noise", action="store_true", help="feed x_t (noised with the model's scheduler) instead of the clean image")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="seeds the sample choice and the probe's train/test split")
     parser.set_defaults(func=run)
     return parser

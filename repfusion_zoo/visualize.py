@@ -12,9 +12,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .errors import MissingExtraError
+
 def pyplot() -> Any:
     """matplotlib's pyplot on the file-only Agg backend (for the PNG figures of runs and reports)."""
-    import matplotlib  # optional: the recipes extra (pip install repfusion-zoo[recipes]); figures only
+    try:
+        import matplotlib  # optional: the recipes extra (pip install repfusion-zoo[recipes]); figures only
+    except ImportError as error:
+        raise MissingExtraError.of("matplotlib", "the PNG figures") from error
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # optional: as above

@@ -140,7 +140,7 @@ def test_landmarks_run_from_the_parsing_backbone(parsing_run: Path, tmp_path: Pa
         "--config", str(CONFIGS / "landmarks_wflw_resnet50.yaml"),
         "--model", str(parsing_run / "model"), "--data_root", str(data), "--output_dir", str(out),
         "--batch_size", "4", "--max_steps", "2", "--input_size", "64", "--heatmap_size", "16",
-        "--eval_batch_size", "2", "--update_source_card", "false",
+        "--eval_batch_size", "2",
     ], tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert "NME" in metrics and metrics["NME"] > 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import pickle
 import subprocess
 import sys
@@ -44,6 +45,30 @@ def saved(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
 
 
 # --- the folder format ----------------------------------------------------------------------------
+def test_save_reads_the_architecture_from_the_model_and_never_guesses_its_origin(tmp_path):
+    folder = save_pretrained(_small_model(), tmp_path / "model")  # no architecture=: the model's pretrained_cfg says it
+    assert read_config(folder)["architecture"] == SMALL_ARCH
+    card = (folder / "README.md").read_text()
+    assert "how its weights were made is not recorded" in card and "distilled" not in card.split("## Model details")[0]
+    folder = save_pretrained(_small_model(), tmp_path / "random", card={"origin": "random-init"})
+    assert "randomly initialised" in (folder / "README.md").read_text()
+    with pytest.raises(ConfigError, match="architecture="):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path / "plain")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_folders_and_files_follow_the_umask(tmp_path, umask):
+    """A shared model folder is readable as the user's umask says (mkdtemp alone would make it owner-only)."""
+    previous = os.umask(umask)
+    try:
+        folder = save_pretrained(_small_model(), tmp_path / "model", architecture=SMALL_ARCH)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
 def test_save_writes_timm_config_and_card(saved):
     model, folder = saved
     assert sorted(p.name for p in folder.parent.iterdir()) == ["model"]  # no temp folder left beside it
@@ -550,7 +575,9 @@ def _prefetch_cli(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="repfusion-zoo")
     add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    from repfusion_zoo.cli import underscored
+
+    args = parser.parse_args(underscored(argv))
     return int(args.func(args) or 0)
 
 
@@ -558,7 +585,7 @@ def test_prefetch_command(published_zoo_model, hub_server, tmp_path, capsys):
     main = _prefetch_cli
 
     cache = tmp_path / "prefetched"
-    assert main(["prefetch", f"hf-hub:{published_zoo_model.hf_hub_id}", "--cache-dir", str(cache)]) == 0
+    assert main(["prefetch", f"hf-hub:{published_zoo_model.hf_hub_id}", "--cache_dir", str(cache)]) == 0
     repo_folder = cache / f"models--{published_zoo_model.repo_id.replace('/', '--')}"
     snapshot = repo_folder / "snapshots" / published_zoo_model.sha
     assert (snapshot / "config.json").is_file() and (snapshot / "model.safetensors").is_file()

@@ -50,7 +50,7 @@ def test_torch_and_torchvision_are_ranges_the_installed_versions_satisfy() -> No
 def test_every_third_party_import_is_declared() -> None:
     """The package's imports need `dependencies`; the recipes' may use the optional groups too."""
     distributions = packages_distributions()
-    own = {"repfusion_zoo", "recipes", "hubconf", "train_teacher", "finetune", "distill", "push_to_hub"}
+    own = {"repfusion_zoo", "recipes", "hubconf", "train_teacher", "finetune", "distill", "push_to_hub", "_process_env"}
 
     def undeclared(folder: Path, reqs: dict[str, Requirement]) -> list[str]:
         modules = _imported_top_level(folder) - set(sys.stdlib_module_names) - own - {"__future__"}
@@ -77,8 +77,9 @@ def test_package_data_globs_match_files() -> None:
 
 
 def test_a_pip_only_user_can_follow_the_unpublished_weight_message(tmp_path) -> None:
-    """`pretrained=True` without a weight names a command that fetches recipes/ through pip (the
-    source distribution), then the recipe: the sdist built from this tree holds that file and config."""
+    """`pretrained=True` without a weight names the recipes extra, the command that fetches recipes/ through
+    pip once a release is on the index (and that none is yet), then the recipe with its data flag: the
+    sdist built from this tree holds that file and config."""
     import shutil
     import subprocess
     import tarfile
@@ -93,6 +94,8 @@ def test_a_pip_only_user_can_follow_the_unpublished_weight_message(tmp_path) -> 
         message = str(error)
     command = recipes_command()
     assert command in message and f"pip download repfusion-zoo=={repfusion_zoo.__version__}" in command
+    assert 'pip install "repfusion-zoo[recipes]"' in message and "No release has been published yet" in message
+    assert ZOO["resnet18_repfusion_cifar10"].recipe in message and "--dataset data/cifar10" in message
     tree = tmp_path / "tree"
     shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(".git", ".venv", "outputs", "__pycache__", "*.egg-info"))
     built = subprocess.run([sys.executable, "-c", "import setuptools.build_meta as b; print(b.build_sdist('dist'))"],
@@ -104,5 +107,6 @@ def test_a_pip_only_user_can_follow_the_unpublished_weight_message(tmp_path) -> 
         names = set(archive.getnames())
     root = sdist.removesuffix(".tar.gz")
     for entry in ZOO.values():
-        recipe_file, config = entry.recipe.split()[2], entry.recipe.split()[-1]
+        words = entry.recipe.split()
+        recipe_file, config = words[2], words[words.index("--config") + 1]
         assert f"{root}/{recipe_file}" in names and f"{root}/{config}" in names, entry.name

@@ -49,8 +49,8 @@ def test_probe_on_digits_writes_json_and_png(tiny_unet, tmp_path):
 
 def test_probe_command_runs_end_to_end(tiny_unet, tmp_path, capsys):
     tiny_unet.save_pretrained(tmp_path / "teacher")
-    code = main(["probe", "--teacher", str(tmp_path / "teacher"), "--data", "digits", "--timesteps", "0,500",
-                 "--out", str(tmp_path / "probe"), "--num-samples", "60"])
+    code = main(["probe", "--teacher", str(tmp_path / "teacher"), "--dataset", "digits", "--timesteps", "0,500",
+                 "--output_dir", str(tmp_path / "probe"), "--num-samples", "60"])  # a hyphen works as in the recipes
     assert code == 0
     result = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert result["num_samples"] == 60 and all(math.isfinite(r["effective_rank"]) for r in result["results"])
@@ -62,3 +62,15 @@ def test_probe_help_from_the_console():
     done = subprocess.run([sys.executable, "-m", "repfusion_zoo", "probe", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--timesteps" in done.stdout and "--teacher" in done.stdout
+
+
+def test_console_version_and_input_errors():
+    from repfusion_zoo import __version__
+
+    done = subprocess.run([sys.executable, "-m", "repfusion_zoo", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"repfusion-zoo {__version__}"
+    bad = subprocess.run([sys.executable, "-m", "repfusion_zoo", "probe", "--teacher", "/no/such/teacher", "--dataset", "digits",
+                          "--timesteps", "0", "--output_dir", "/tmp/never-written"], capture_output=True, text=True, timeout=120)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert lines[0].startswith("repfusion-zoo: error:") and "/no/such/teacher" in lines[0]

@@ -3,6 +3,7 @@ fine-tune, and bad input (each a clear error or a counted skip, nothing half-wri
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 import yaml
 
 from _data_fixtures import write_image_folder
-from _recipes_common import TINY_TEACHER, accelerate_cmd, load_weights, run, tiny_flags
+from _recipes_common import PYTHON, RECIPES, TINY_TEACHER, accelerate_cmd, env, load_weights, run, tiny_flags
 from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 from repfusion_zoo.errors import ConfigError, DatasetError
 
@@ -40,6 +41,10 @@ def test_offline_default_shortened_runs_whole_chain(tmp_path):
         assert 0.0 <= top1 <= 100.0
     card = (out / "finetune_distilled" / "model" / "README.md").read_text()
     assert "top1" in card
+    # each card says what its weights are, from how the run made them
+    assert "fine-tuned from a RepFusion-distilled backbone" in card
+    assert "distilled from the features of a diffusion model" in (out / "backbone" / "README.md").read_text()
+    assert "trained from random initialisation" in (out / "finetune_scratch" / "model" / "README.md").read_text()
     result = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]
     assert result["task"]["type"] == "image-classification" and result["dataset"]["name"] == "digits"
     config = json.loads((out / "backbone" / "config.json").read_text())
@@ -224,3 +229,47 @@ def test_tinyimagenet_class_map_feeds_imagenet_ids(tmp_path, monkeypatch):
     # 2 steps x 6 = the whole train split (4 images a class) once: each class id 4 times, none of 0 or 2
     assert sorted(seen) == sorted(list(TINY_IMAGENET_WNIDS.values()) * 4), seen
     assert (Path(result["backbone_dir"]) / "model.safetensors").is_file()
+
+
+def test_finetune_scores_the_validation_subset_every_epoch_and_times_its_phases(tmp_path):
+    """--val_subset: train-split items, un-augmented, scored every --eval_every epochs as val/top1 (the test
+    split only at the end); timing.json holds the loop's, the validation's and the test's seconds."""
+    from repfusion_zoo.pipelines import finetune
+
+    data = write_image_folder(tmp_path / "data", {"a": 6, "b": 6}, size=8)
+    val = _write(tmp_path / "val.json", [0, 1, 6, 7])
+    cfg = finetune.load_finetune_config(["--model", "resnet18_cifar", "--pretrained", "false", "--model_kwargs",
+                                         "{channels: [8, 16, 32, 64]}", "--dataset", str(data), "--image_size", "8",
+                                         "--train_subset", str(_write(tmp_path / "train.json", [2, 3, 4, 5, 8, 9, 10, 11])),
+                                         "--val_subset", str(val), "--eval_every", "1", "--batch_size", "4",
+                                         "--epochs", "3", "--output_dir", str(tmp_path / "ft")])
+    finetune.finetune(cfg)
+    epochs = [json.loads(line) for line in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
+    assert len(epochs) == 3 and all("val/top1" in e and "eval/top1" not in e for e in epochs)
+    assert all(v in (0.0, 25.0, 50.0, 75.0, 100.0) for v in (e["val/top1"] for e in epochs))  # 4 validation images
+    timing = json.loads((tmp_path / "ft" / "timing.json").read_text())
+    assert set(timing) == {"train", "validation", "test"} and all(v >= 0 for v in timing.values())
+    from repfusion_zoo.errors import RepFusionError
+
+    with pytest.raises(RepFusionError, match="val_subset"):  # an index outside the train split is named
+        finetune.finetune(finetune.load_finetune_config(["--dataset", str(data), "--image_size", "8", "--val_subset",
+                                                        str(_write(tmp_path / "bad.json", [99])),
+                                                        "--output_dir", str(tmp_path / "ft2")]))
+
+
+def _write(path: Path, indices: list[int]) -> Path:
+    path.write_text(json.dumps(indices))
+    return path
+
+
+def test_a_recipe_mistake_is_one_line_with_a_suggestion_and_exit_code_2(tmp_path):
+    """argparse style: `<recipe>: error: ...` on stderr, exit 2, no traceback (unless --debug)."""
+    result = subprocess.run([PYTHON, str(RECIPES / "finetune.py"), "--modle", "x", "--output_dir", str(tmp_path / "o")],
+                            env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("finetune.py: error: unknown config key(s) ['modle']") and "did you mean 'model'" in lines[0]
+    assert "Traceback" not in result.stderr and "--debug" in lines[-1] and len(lines) == 2
+    debug = subprocess.run([PYTHON, str(RECIPES / "finetune.py"), "--modle", "x", "--debug"], env=env(),
+                           capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr

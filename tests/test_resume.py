@@ -2,6 +2,7 @@
 `--resume_from_checkpoint latest` == uninterrupted (bit-exact on CPU)."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -78,7 +79,11 @@ def test_kill9_then_resume_from_checkpoint_latest_is_bit_exact(tmp_path, tiny_te
     assert done and max(done) < steps, done
     assert not (killed / "backbone").exists()
 
-    run(accelerate_cmd("distill.py", flags(killed) + ["--resume_from_checkpoint", "latest"]))
+    resumed_run = run(accelerate_cmd("distill.py", flags(killed) + ["--resume_from_checkpoint", "latest"]))
+    assert f"resuming from {killed / f'checkpoint-{max(done)}'}" in resumed_run.stdout
+    # the log continues the checkpoint's epochs: the uninterrupted run's lines, none twice
+    read_log = lambda out: [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert read_log(killed) == read_log(reference)
     expected, resumed = load_weights(reference / "backbone"), load_weights(killed / "backbone")
     assert expected.keys() == resumed.keys()
     different = [k for k in expected if not torch.equal(expected[k], resumed[k])]
@@ -87,3 +92,10 @@ def test_kill9_then_resume_from_checkpoint_latest_is_bit_exact(tmp_path, tiny_te
     ref_state = load_weights(reference / f"checkpoint-{steps}")
     res_state = load_weights(killed / f"checkpoint-{steps}")
     assert all(torch.equal(ref_state[k], res_state[k]) for k in ref_state)
+
+
+def test_resume_latest_without_a_checkpoint_says_it_starts_fresh(tmp_path, tiny_teacher):  # noqa: F811
+    out = tmp_path / "fresh"
+    result = run(accelerate_cmd("distill.py", tiny_flags(out, teacher=str(tiny_teacher), max_train_steps=2)
+                                + ["--resume_from_checkpoint", "latest"]))
+    assert f"no checkpoint under {out.resolve()}, starting fresh" in result.stdout

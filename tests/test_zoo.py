@@ -98,11 +98,12 @@ def test_zoo_info_carries_the_contract_fields() -> None:
         rf = info["repfusion"]
         assert timm.is_model(rf["architecture"]) and "repfusion" not in rf["architecture"]
         assert rf["recipe"].startswith("accelerate launch recipes/distill.py --config recipes/configs/")
-        assert rf["recipe"].endswith(".yaml") and rf["published"] is False
+        assert rf["recipe"].split()[rf["recipe"].split().index("--config") + 1].endswith(".yaml") and rf["published"] is False
+        assert " data/" in rf["recipe"]  # the data flag: the command runs as given once the data is there
         assert rf["teacher"] and rf["dataset"] and rf["license"] == info["license"]
     assert zoo_info("resnet18_repfusion_celebahq")["license"] == "other"
     assert "non-commercial" in zoo_info("resnet18_repfusion_celebahq")["repfusion"]["license_note"]
-    assert zoo_info("resnet18_repfusion_cifar10")["repfusion"]["recipe"].endswith("cifar10_resnet18_hint.yaml")
+    assert "--config recipes/configs/cifar10_resnet18_hint.yaml --dataset data/cifar10" in zoo_info("resnet18_repfusion_cifar10")["repfusion"]["recipe"]
     assert zoo_info("hrnet_w18_repfusion_celebahq")["input_size"] == (3, 256, 256)
 
 

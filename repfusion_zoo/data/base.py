@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DatasetError
+from ..errors import DatasetError, MissingExtraError
 from .transforms import Augmentation
 
 #: split names each dataset accepts; "val" / "validation" are aliases of "test" everywhere
@@ -29,7 +29,10 @@ def canonical_split(split: str) -> str:
 def seeded_split(num_items: int, split: str, seed: int, stratify: Sequence[int] | None = None) -> list[int]:
     """Sorted indices of `split` in a seeded 80/20 train/test cut of `range(num_items)`, stratified by the
     per-item labels `stratify` when given (the same cut for both splits, on every machine and process)."""
-    from sklearn.model_selection import train_test_split  # optional: the recipes extra (splits of one-split datasets)
+    try:
+        from sklearn.model_selection import train_test_split  # optional: the recipes extra (splits of one-split datasets)
+    except ImportError as error:
+        raise MissingExtraError.of("scikit-learn", "the train/test split of a one-split dataset") from error
 
     train, test = train_test_split(list(range(num_items)), test_size=TEST_FRACTION, random_state=seed, stratify=stratify)
     return sorted(train if canonical_split(split) == "train" else test)

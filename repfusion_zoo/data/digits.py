@@ -12,6 +12,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ..errors import MissingExtraError
 from .base import ImageClassificationDataset, canonical_split, seeded_split
 from .transforms import Augmentation, match_channels, resize_tensor
 
@@ -19,8 +20,10 @@ from .transforms import Augmentation, match_channels, resize_tensor
 @lru_cache(maxsize=1)
 def _load_digits():
     """scikit-learn's `load_digits()` bunch (read once per process)."""
-    from sklearn.datasets import load_digits  # optional: the recipes extra (the offline default's data)
-
+    try:
+        from sklearn.datasets import load_digits  # optional: the recipes extra (the offline default's data)
+    except ImportError as error:
+        raise MissingExtraError.of("scikit-learn", "the digits dataset (the offline default's data)") from error
     return load_digits()
 
 

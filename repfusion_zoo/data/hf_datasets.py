@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..errors import DatasetError
+from ..errors import DatasetError, MissingExtraError
 from .base import ImageClassificationDataset, canonical_split, seeded_split
 from .readers import ImageSource, read_image, require_readable, scan_images
 from .transforms import image_augmentation, pil_mode, pil_to_image_tensor
@@ -63,7 +63,10 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def _datasets() -> Any:
     """Hugging Face `datasets`, imported on first use (only `hf:` specs need it)."""
-    import datasets  # optional: the recipes extra (pip install repfusion-zoo[recipes])
+    try:
+        import datasets  # optional: the recipes extra (pip install repfusion-zoo[recipes])
+    except ImportError as error:
+        raise MissingExtraError.of("datasets", "an hf: dataset") from error
 
     return datasets
 

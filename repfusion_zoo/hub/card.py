@@ -4,8 +4,9 @@ The card is a pure function of ``config.json`` (`build_model_card(config)`), so 
 metrics (`repfusion_zoo.hub.save.update_card_metrics`) regenerates a consistent card.
 
 ``config["repfusion"]`` holds: ``name`` (zoo name), ``architecture``, ``teacher``, ``dataset``,
-``license``, ``paper``, ``recipe``, ``description`` and ``metrics`` as
-``{task: {dataset: {metric: value}}}``.
+``license``, ``paper``, ``recipe``, ``description``, ``origin`` (how the weights were made, `ORIGINS`;
+the card's first line says it, and "not recorded" where it is absent), ``start`` (a fine-tune's
+starting weights) and ``metrics`` as ``{task: {dataset: {metric: value}}}``.
 
 A card is published: local paths never enter it (`public_fields`: a dataset is a Hub dataset id
 or a plain name, a path in the recipe or the teacher is cut to its last part). The card's
@@ -42,6 +43,14 @@ HUB_TASK_TYPES = {
 HUB_METRIC_TYPES = {
     "top1": "accuracy", "acc": "accuracy", "accuracy": "accuracy", "top5": "top-5-accuracy",
     "miou": "mean_iou", "mIoU": "mean_iou", "aAcc": "accuracy", "mAcc": "mean_accuracy", "nme": "nme",
+}
+
+#: how a weight was made -> the card's first line (`{arch}`, `{paper}`, `{start}` filled in)
+ORIGINS = {
+    "distilled": "A `{arch}` backbone distilled from the features of a diffusion model with RepFusion ({paper}).",
+    "fine-tuned": "A `{arch}` model fine-tuned from {start}.",
+    "trained": "A `{arch}` model trained from random initialisation (no distillation).",
+    "random-init": "A randomly initialised `{arch}`: these weights were not trained.",
 }
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -164,6 +173,14 @@ def _metrics_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     return "| task | dataset | metric | value |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
 
 
+def origin_line(info: dict[str, Any], arch: str, paper_ref: str) -> str:
+    """The card's first line: what the weights are, from ``info["origin"]`` (never assumed)."""
+    template = ORIGINS.get(info.get("origin") or "")
+    if template is None:
+        return f"A `{arch}` model saved with repfusion-zoo; how its weights were made is not recorded."
+    return template.format(arch=arch, paper=paper_ref, start=info.get("start") or "weights not recorded")
+
+
 def card_body(config: dict[str, Any]) -> str:
     """The Markdown below the front matter."""
     info = config.get("repfusion", {})
@@ -175,10 +192,7 @@ def card_body(config: dict[str, Any]) -> str:
     lines = [
         f"# Model card for {name}",
         "",
-        info.get("description") or (
-            f"A `{arch}` backbone distilled from the features of a diffusion model with RepFusion "
-            f"({paper_ref})."
-        ),
+        info.get("description") or origin_line(info, arch, paper_ref),
         "",
         "## Model details",
         f"- **Architecture (timm):** `{arch}`",

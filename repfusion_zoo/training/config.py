@@ -12,6 +12,7 @@ Two YAML keys are not settings: `base:` (file(s) to inherit from, relative to th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import types
 import typing
@@ -219,8 +220,10 @@ def build_config(schema: type[T], values: Mapping[str, Any], source: str = "conf
     values = canonical(values, source, keep=fields)
     unknown = sorted(set(values) - set(fields))
     if unknown:
+        close = {key: difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6) for key in unknown}
+        hint = "; ".join(f"did you mean {match[0]!r} for {key!r}?" for key, match in close.items() if match)
         raise ConfigError(
-            f"unknown config key(s) {unknown} in {source}; valid keys are: {', '.join(sorted(fields))}"
+            f"unknown config key(s) {unknown} in {source}; {hint + ' ' if hint else ''}valid keys are: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(schema)
     kwargs = {}

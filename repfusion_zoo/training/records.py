@@ -18,6 +18,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from ..atomic import replace_text
 from .state import TrainingState
 from .step import StepOutput
 
@@ -117,8 +118,10 @@ class EpochTally:
             self.device.flush(self.state.history["current"])
 
     def close_epoch(self, lr: float, complete: bool, extra: Mapping[str, Any]) -> dict[str, Any]:
-        """The epoch's record (means, ``extra`` such as evaluation scores), appended to the history
-        and, on the main process, to ``log.jsonl`` with a line beside the progress bar."""
+        """The epoch's record (means, ``extra`` such as evaluation scores), appended to the history; on
+        the main process ``log.jsonl`` is rewritten from that history (atomically: a resumed run's log
+        continues the checkpoint's, never repeating an epoch a killed run logged after it) and a line
+        is shown beside the progress bar."""
         self.flush()
         state = self.state
         current = state.history.pop("current", _empty())
@@ -131,10 +134,8 @@ class EpochTally:
         if self.accelerator.trackers:
             self.accelerator.log(scalars, step=state.step)
             self._log_histograms(current["hist"], state.step)
-        if self.accelerator.is_main_process:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_file, "a") as handle:
-                handle.write(json.dumps({**record, "hist": current["hist"]}) + "\n")
+        if self.accelerator.is_main_process:  # the run's history, which resume restores: no line twice
+            replace_text(self.log_file, "".join(json.dumps(epoch) + "\n" for epoch in state.history["epochs"]))
             shown = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k not in ("epoch", "step"))
             tqdm.write(f"epoch {state.epoch} step {state.step}: {shown}")  # on its own line, beside the bar
         return record

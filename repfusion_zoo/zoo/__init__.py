@@ -32,9 +32,9 @@ prefetch.py (``repfusion-zoo prefetch``).
 from __future__ import annotations
 
 from .create import create_model, load_pretrained, save_pretrained
-from .entry import ZooEntry, recipes_command
+from .entry import ZooEntry, recipes_command, recipes_source
 from .registry import ZOO, list_models, zoo_info
 from .table import model_table
 
 __all__ = ["ZOO", "ZooEntry", "create_model", "list_models", "load_pretrained", "save_pretrained", "zoo_info",
-           "model_table", "recipes_command"]
+           "model_table", "recipes_command", "recipes_source"]

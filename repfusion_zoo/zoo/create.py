@@ -18,7 +18,7 @@ import torch.nn as nn
 from huggingface_hub import hf_hub_download
 
 from ..atomic import describe_leftovers
-from ..errors import ModelSourceNotFoundError, UnknownModelError
+from ..errors import ConfigError, ModelSourceNotFoundError, UnknownModelError
 from ..hub import (CONFIG_NAME, PICKLE_SUFFIXES, guarded_pretrained_load, load_file, load_folder, load_hub_repo,
                    save_folder, split_hub_id)
 from .pretrained import unknown_model_error
@@ -126,7 +126,7 @@ def save_pretrained(
     model: nn.Module,
     folder: str | Path,
     *,
-    architecture: str,
+    architecture: str | None = None,
     model_name: str | None = None,
     metrics: dict[str, float] | None = None,
     card: dict[str, Any] | None = None,
@@ -137,12 +137,15 @@ def save_pretrained(
     Args:
         model: a timm model (e.g. from ``repfusion_zoo.create_model``).
         folder: the target folder, written atomically (a kill leaves the old or the new folder).
-        architecture: the plain timm architecture of the weights (``"resnet18"``, ``"resnet18_cifar"``).
+        architecture: the plain timm architecture of the weights (``"resnet18"``, ``"resnet18_cifar"``);
+            default: the model's own (``model.pretrained_cfg["architecture"]``, which every timm model has).
         model_name: the zoo name (``"resnet18_repfusion_cifar10"``); its zoo metadata fills the card.
         metrics: ``{metric: value}`` measured for ``card["task"]`` (default classification) on
             ``card["dataset"]`` (default: the zoo entry's dataset).
         card: extra card fields: ``teacher``, ``dataset``, ``license``, ``paper``, ``recipe``,
-            ``description``, ``tags``, ``task``, and ``input_size`` ``(C, H, W)`` where the weights
+            ``description``, ``tags``, ``task``, ``origin`` (how the weights were made: ``random-init``,
+            ``distilled``, ``fine-tuned``, ``trained``; the card says "not recorded" without it,
+            never guesses), ``start`` (what a fine-tune started from), and ``input_size`` ``(C, H, W)`` where the weights
             were trained at another size than the zoo entry's (it goes into ``pretrained_cfg``).
             A ``dataset`` that is a local path is published as its folder name only; a Hub dataset
             (``hf:org/name``) becomes the card's ``datasets`` entry.
@@ -151,5 +154,16 @@ def save_pretrained(
     Returns:
         the folder path.
     """
-    return save_folder(model, folder, architecture=architecture, model_name=model_name, metrics=metrics, card=card,
-                       label_names=label_names, zoo_cfg=zoo_info(model_name) if model_name in ZOO else {})
+    return save_folder(model, folder, architecture=architecture or model_architecture(model), model_name=model_name,
+                       metrics=metrics, card=card, label_names=label_names,
+                       zoo_cfg=zoo_info(model_name) if model_name in ZOO else {})
+
+
+def model_architecture(model: nn.Module) -> str:
+    """The plain timm architecture a model was built as (its ``pretrained_cfg["architecture"]``; a zoo name
+    gives the architecture its weights belong to); `ConfigError` for a model timm did not build."""
+    architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    if not architecture:
+        raise ConfigError(f"{type(model).__name__} carries no pretrained_cfg['architecture'] (it was not built by timm); "
+                          "pass architecture='<timm name>' to save_pretrained")
+    return str(architecture)

@@ -81,6 +81,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("names", nargs="+", metavar="NAME", help="zoo names, timm names or hf-hub:org/repo[@rev]")
-    parser.add_argument("--cache-dir", default=None, help="Hub cache folder (default: HF_HUB_CACHE)")
+    parser.add_argument("--cache_dir", default=None, help="Hub cache folder (default: HF_HUB_CACHE)")
     parser.set_defaults(func=_run)
     return parser

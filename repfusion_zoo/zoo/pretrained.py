@@ -21,7 +21,7 @@ from timm.models._pretrained import PretrainedCfg
 
 from ..errors import PretrainedUnavailableError, UnknownModelError, UnsafeWeightsError, WeightsMismatchError
 from ..hub import WEIGHTS_NAME, guarded_pretrained_load, split_hub_id
-from .entry import ZooEntry, recipes_command
+from .entry import ZooEntry, recipes_source
 
 __all__ = ["create_entry_model", "unknown_model_error"]
 
@@ -29,9 +29,10 @@ __all__ = ["create_entry_model", "unknown_model_error"]
 def _unpublished_error(entry: ZooEntry) -> PretrainedUnavailableError:
     return PretrainedUnavailableError(
         f"No weight is published yet for {entry.name!r} (its pretrained cfg has no hf_hub_id). "
-        f"Produce it with its recipe. The recipes are not in the installed package; pip fetches them "
-        f"(the project's source distribution) with:\n    {recipes_command()}\n"
-        f"then, there (or in a clone of the project's repository):\n    {entry.recipe}\n"
+        f"Produce it with its recipe. {recipes_source()}\n"
+        f"There, with the data where the command says (or point its data flag elsewhere; the teacher "
+        f"{entry.teacher} is the one its config names):\n"
+        f"    {entry.recipe}\n"
         f"then load the weight you made:\n"
         f"  - a file: create_model({entry.name!r}, pretrained=True, "
         f"pretrained_cfg_overlay=dict(file='/path/to/{WEIGHTS_NAME}'))\n"

@@ -46,14 +46,14 @@ TEACHER_IMAGENET64 = "openai/guided-diffusion 64x64_diffusion.pt (ADM, class-con
 def _celebahq(name: str, architecture: str, config: str, table: str, classifier: str = "fc") -> ZooEntry:
     return ZooEntry(
         name, architecture, TEACHER_CELEBAHQ, "CelebA-HQ 256x256", config, (3, 256, 256), HALF, HALF,
-        "other", CELEBAHQ_LICENSE_NOTE, "conv1", classifier, table,
+        "other", CELEBAHQ_LICENSE_NOTE, "conv1", classifier, table, "--data_root data/CelebAMask-HQ",
     )
 
 
 def _cifar10(name: str, architecture: str, config: str, table: str, first_conv: str, classifier: str) -> ZooEntry:
     return ZooEntry(
         name, architecture, TEACHER_CIFAR10, "CIFAR-10", config, (3, 32, 32), CIFAR10_MEAN, CIFAR10_STD,
-        "apache-2.0", CIFAR10_LICENSE_NOTE, first_conv, classifier, table,
+        "apache-2.0", CIFAR10_LICENSE_NOTE, first_conv, classifier, table, "--dataset data/cifar10",
     )
 
 
@@ -63,6 +63,7 @@ def _tinyimagenet(
     return ZooEntry(
         name, architecture, TEACHER_IMAGENET64, "Tiny-ImageNet 64x64", config, (3, 64, 64),
         TINYIMAGENET_MEAN, TINYIMAGENET_STD, "other", TINYIMAGENET_LICENSE_NOTE, first_conv, classifier, table,
+        "--dataset data/tiny-imagenet-200",
     )
 
 
