@@ -26,7 +26,7 @@ from torch import nn
 from .errors import InputError, MissingExtraError
 from .data import build_dataset
 from .normalize import minus_one_one
-from .teachers import DiffusionTeacher
+from .teachers import load_teacher
 from .visualize import pyplot
 
 __all__ = ["probe_timesteps", "pooled_features", "spectrum", "linear_probe_accuracy", "write_probe", "add_parser"]
@@ -169,7 +169,7 @@ def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) ->
 
 def run(args: argparse.Namespace) -> int:
     """`repfusion-zoo probe`: teacher + data -> probe.json, probe.png."""
-    teacher = DiffusionTeacher(args.teacher, layer=args.layer, noise=args.noise)
+    teacher = load_teacher(args.teacher, layer=args.layer, noise=args.noise)
     images, labels = _load_images(args.dataset, teacher, args.split, args.num_samples, args.seed)
     result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed)
     result.update(teacher=str(args.teacher), data=args.dataset, split=args.split)

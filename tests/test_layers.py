@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 #: third-party packages that may be imported inside a function (with a comment on the line saying
 #: why, the word "optional" in it): the `recipes` extra, not installed by a plain `pip install repfusion-zoo`
-OPTIONAL = {"sklearn", "matplotlib", "datasets", "tensorboard"}
+OPTIONAL = {"sklearn", "matplotlib", "datasets", "tensorboard", "transformers"}
 
 
 def _module_name(path: Path) -> str:

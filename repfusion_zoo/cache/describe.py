@@ -58,8 +58,9 @@ def _probe_feature(teacher: nn.Module, image: torch.Tensor, t: int, pooled: bool
 
 
 def _check_teacher(teacher: nn.Module, dataset: Any) -> None:
-    if not hasattr(teacher, "num_train_timesteps"):
-        raise ConfigError(f"the teacher cache takes a DiffusionTeacher, got {type(teacher).__name__}")
+    if not hasattr(teacher, "num_train_timesteps") or not hasattr(teacher, "describe"):
+        raise ConfigError(f"the teacher cache takes a diffusion teacher (repfusion_zoo.teachers.load_teacher), "
+                          f"got {type(teacher).__name__}")
     if getattr(teacher, "noise", False):
         raise ConfigError("the teacher adds noise (noise=True): its features are random, a cache cannot hold them; "
                           "build the cache with a clean-input teacher (--teacher_noise false, the paper's setting)")
@@ -92,7 +93,7 @@ def describe_cache(
     class_map = getattr(teacher, "class_map", None)
     return CacheManifest(
         format_version=FORMAT_VERSION, code_version=__version__,
-        teacher=str(teacher_source or dict(teacher.unet.config).get("_name_or_path") or "in-memory teacher"),
+        teacher=str(teacher_source or getattr(teacher, "source", "") or "in-memory teacher"),
         teacher_sha256=teacher_sha256(teacher), layer=str(teacher.layer), noise=False,
         class_conditional=bool(getattr(teacher, "class_conditional", False)),
         class_map=None if class_map is None else [int(v) for v in class_map.tolist()],
@@ -101,7 +102,7 @@ def describe_cache(
         indices=None if indices is None else {"file": INDICES, "sha256": array_sha256(indices), "count": len(indices)},
         image_size=int(first.shape[-1]), in_chans=int(first.shape[0]), normalization=NORMALIZATION,
         dtype=dtype, pooled=bool(pooled), feature_shape=list(_probe_feature(teacher, first, t_values[0], pooled)),
-        num_items=count, shard_rows=0, created="", index_array=indices,
+        num_items=count, shard_rows=0, created="", teacher_info=teacher.describe(), index_array=indices,
     )
 
 

@@ -66,6 +66,7 @@ class CacheManifest:
     num_items: int
     shard_rows: int
     created: str
+    teacher_info: dict[str, Any] = field(default_factory=dict)  # kind, VAE, conditioning, layer (a record; the weights hash decides)
     path: str | None = field(default=None, compare=False, repr=False)
     index_array: np.ndarray | None = field(default=None, compare=False, repr=False)
 
@@ -89,10 +90,10 @@ class CacheManifest:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], path: str | Path | None = None) -> CacheManifest:
         names = {f.name for f in dataclasses.fields(cls)} - set(NOT_STORED)
-        missing = sorted(names - set(values))
+        missing = sorted(names - set(values) - {"teacher_info"})  # caches made before teacher_info have none
         if missing:
             raise IncompleteCacheError(f"the teacher cache manifest at {path} lacks fields {missing}; rebuild the cache")
-        manifest = cls(**{k: values[k] for k in names})
+        manifest = cls(**{k: values[k] for k in names if k in values})
         manifest.path = None if path is None else str(path)
         return manifest
 

@@ -4,7 +4,6 @@ the command line's help). The work is `repfusion_zoo.cache.build_feature_cache`;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 from torch import nn
@@ -26,8 +25,10 @@ class CacheConfig:
     """Keys of recipes/cache_features.py."""
 
     teacher: str = opt("", "Hub id or local folder of the diffusion teacher (required)")
-    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i>")
+    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (UNets) | blocks.<K> (DiT)")
     teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps WordNet-id classes to ImageNet ids", choices=["", "tinyimagenet"])
+    teacher_conditioning: str = opt("auto", "a latent (Stable Diffusion) teacher's cross-attention input: auto = stored, else "
+                                            "empty-prompt, else zeros", choices=["auto", "stored", "empty-prompt", "zeros"])
     dataset: str = opt("digits", "repfusion_zoo.data.build_dataset spec (digits | imagefolder:<path> | <path> | hf:<id>)")
     split: str = opt("train", "dataset split to cache")
     image_size: int = opt(32, "image side in pixels (must equal the teacher's sample_size)")
@@ -47,11 +48,11 @@ class CacheConfig:
 
 
 def cache_teacher(cfg: CacheConfig, classes: Sequence[str]) -> nn.Module:
-    """The DiffusionTeacher whose features the cache holds (`cfg.teacher`), its input size checked against the data's."""
+    """The diffusion teacher whose features the cache holds (`cfg.teacher`), its input size checked against the data's."""
     if not cfg.teacher:
         raise ConfigError("--teacher is required: a Hub id or a local teacher folder (e.g. ../shared/teachers/cifar10-ddpm32-small)")
     return diffusion_teacher(cfg.teacher, layer=cfg.teacher_layer, image_size=cfg.image_size, in_chans=cfg.in_chans,
-                             class_map=cfg.teacher_class_map, classes=classes)
+                             class_map=cfg.teacher_class_map, classes=classes, conditioning=cfg.teacher_conditioning)
 
 
 def cache_features(cfg: CacheConfig) -> str:

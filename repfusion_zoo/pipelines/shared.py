@@ -11,7 +11,7 @@ from accelerate import PartialState
 from torch import nn
 
 from ..errors import ConfigError
-from ..teachers import DiffusionTeacher, tinyimagenet_class_map
+from ..teachers import load_teacher, tinyimagenet_class_map
 
 __all__ = ["RECIPE_CONFIGS", "TIMING_FILE", "end_processes", "main_print", "architecture_of", "diffusion_teacher",
            "write_timing"]
@@ -54,12 +54,14 @@ def architecture_of(backbone: Any, source: str) -> str:
 
 
 def diffusion_teacher(source: str, *, layer: str, image_size: int, in_chans: int, noise: bool = False,
-                      class_map: str = "", classes: Sequence[str] = ()) -> nn.Module:
-    """The `DiffusionTeacher` of ``source`` (Hub id or folder), its input size and channels checked
-    against the data's. ``class_map``: ``"tinyimagenet"`` maps the dataset's WordNet-id ``classes``
-    to ImageNet class ids (class-conditional teachers)."""
+                      class_map: str = "", classes: Sequence[str] = (), conditioning: str = "auto") -> nn.Module:
+    """The diffusion teacher of ``source`` (Hub id or folder: a pixel-space UNet, a latent UNet or a
+    DiT, `repfusion_zoo.teachers.load_teacher`), its input size and channels checked against the
+    data's. ``class_map``: ``"tinyimagenet"`` maps the dataset's WordNet-id ``classes`` to ImageNet
+    class ids (class-conditional UNets); ``conditioning``: a latent UNet's cross-attention input."""
     table = tinyimagenet_class_map(list(classes)) if class_map == "tinyimagenet" else None
-    teacher = DiffusionTeacher(source, layer=layer, noise=noise, class_map=table)
+    teacher = load_teacher(source, layer=layer, noise=noise, class_map=table, image_size=image_size,
+                           conditioning=conditioning)
     if tuple(teacher.sample_size) != (image_size, image_size) or teacher.in_channels != in_chans:
         raise ConfigError(
             f"teacher {source!r} takes {teacher.in_channels}x{teacher.sample_size[0]}x{teacher.sample_size[1]} images "

@@ -1,6 +1,10 @@
-"""Frozen feature teachers: diffusion UNets (encoder-only), a feature cache in their place, and supervised CNNs.
+"""Frozen feature teachers: diffusion UNets and transformers (encoder-only), a feature cache in their place, and supervised CNNs.
 
+- load.py: `load_teacher` (a folder or Hub id -> the teacher its files describe), `teacher_kind`
 - diffusion.py: `DiffusionTeacher` (a diffusers UNet2DModel run to a named layer); unet_files.py: `load_unet`
+- latent.py: `LatentUNetTeacher` (VAE encoder + a UNet2DConditionModel's encoder half, fixed conditioning)
+- transformer.py: `TransformerTeacher` (VAE encoder + a DiT's patch embedding and first K blocks)
+- inputs.py: `InputChecks`, what every diffusion teacher checks of its input
 - cached.py: `CachedTeacher` (features read from a `repfusion_zoo.cache` folder), `check_cache_for_run`
 - supervised.py: `SupervisedTeacher` (a CNN's feature map, the supervised-KD rows)
 - adm.py: guided-diffusion ADM checkpoints -> UNet2DModel; the Tiny-ImageNet -> ImageNet class map
@@ -13,11 +17,20 @@ from __future__ import annotations
 from .adm import ADM_IMAGENET64, ADMConfig, adm_unet_config, convert_adm_checkpoint, imagenet_wnids, tinyimagenet_class_map
 from .cached import CachedTeacher, check_cache_for_run
 from .diffusion import DiffusionTeacher
+from .latent import LatentUNetTeacher, save_conditioning
+from .load import TEACHER_KINDS, load_teacher, teacher_kind
 from .supervised import SupervisedTeacher
+from .transformer import TransformerTeacher
 from .unet_files import load_unet
 
 __all__ = [
+    "load_teacher",
+    "teacher_kind",
+    "TEACHER_KINDS",
     "DiffusionTeacher",
+    "LatentUNetTeacher",
+    "TransformerTeacher",
+    "save_conditioning",
     "load_unet",
     "CachedTeacher",
     "check_cache_for_run",

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError, InputError
 from ..normalize import minus_one_one
+from .inputs import InputChecks
 from .unet_files import load_unet
 
 __all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
@@ -85,6 +86,7 @@ class DiffusionTeacher(nn.Module):
     ) -> None:
         super().__init__()
         own_scheduler = None
+        self.source = str(unet) if isinstance(unet, (str, Path)) else str(getattr(unet.config, "_name_or_path", "") or "")
         if isinstance(unet, (str, Path)):
             unet, own_scheduler = load_unet(unet)
         if not isinstance(unet, UNet2DModel):
@@ -104,7 +106,7 @@ class DiffusionTeacher(nn.Module):
         if table is not None and num_classes and int(table.max()) >= num_classes:
             raise ConfigError(f"class_map names model class {int(table.max())} but the UNet has {num_classes} classes")
         self.register_buffer("class_map", table, persistent=False)
-        self._values_checked: set[str] = set()  # accelerator types whose inputs' values were checked once
+        self.check_input = InputChecks(self.in_channels, 2**self.num_downsamples, self.num_train_timesteps, self.sample_size)
         self.unet.requires_grad_(False)
         super().train(False)
 
@@ -151,6 +153,11 @@ class DiffusionTeacher(nn.Module):
         match = _DOWN_LAYER.match(self.layer)
         return int(match.group(1)) if match else None
 
+    def describe(self) -> dict[str, Any]:
+        """What a cache manifest records of this teacher besides its weights."""
+        return {"kind": "unet", "vae": "none (pixel space)", "layer": self.layer,
+                "conditioning": "class map" if self.class_map is not None else "none"}
+
     def _check_layer(self, layer: str) -> str:
         match = _DOWN_LAYER.match(layer)
         if match and int(match.group(1)) < len(self.unet.down_blocks):
@@ -169,48 +176,6 @@ class DiffusionTeacher(nn.Module):
         return super().train(False)
 
     # -------------------------------------------------------------- checks
-    def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 4:
-            raise InputError(f"teacher input must be a [B, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
-        if x.shape[1] != self.in_channels:
-            raise InputError(
-                f"teacher takes {self.in_channels}-channel images, got {x.shape[1]} channels (shape {tuple(x.shape)}); "
-                f"convert the images (e.g. replicate grey to RGB) before the teacher"
-            )
-        step = 2**self.num_downsamples
-        height, width = x.shape[-2:]
-        if height % step or width % step:
-            raise InputError(
-                f"image size {height}x{width} cannot pass this UNet's {self.num_downsamples} down-samplings: "
-                f"height and width must be multiples of {step} (trained at {self.sample_size}); resize the images"
-            )
-        t = torch.as_tensor(t, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],) or t.dtype.is_floating_point:
-            raise InputError(f"t must be an integer tensor of shape [B]=[{x.shape[0]}], got {tuple(t.shape)} {t.dtype}")
-        # the value checks read the tensors back: free on the CPU; on an accelerator each read is a
-        # host sync that stalls the step, so there they run on the first forward per device only
-        if x.device.type == "cpu" or x.device.type not in self._values_checked:
-            self._check_values(x, t)
-            self._values_checked.add(x.device.type)
-        return t.long()
-
-    def _check_values(self, x: torch.Tensor, t: torch.Tensor) -> None:
-        """Images in [-1, 1] (with a slack of 0.5) and time steps in [0, T); else `InputError` naming the fix."""
-        low, high = (float(v) for v in torch.aminmax(x.detach()))
-        if high > 1.5 or low < -1.5:
-            hint = (
-                "looks like 0..255 pixels; use x / 127.5 - 1"
-                if high > 3.0
-                else "looks ImageNet-normalised (mean/std); the teacher wants x * 2 - 1 on [0, 1] images"
-            )
-            raise InputError(f"teacher input must be in [-1, 1], got values in [{low:.3g}, {high:.3g}]: {hint}")
-        if len(t) and (int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps):
-            raise InputError(
-                f"time steps must be in [0, {self.num_train_timesteps}), got min {int(t.min())} max {int(t.max())}"
-            )
-
     def _class_ids(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if not self.class_conditional:
             return None  # unconditional teacher: dataset labels play no part
@@ -295,7 +260,7 @@ class DiffusionTeacher(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """``x [B, C, H, W]`` in [-1, 1], ``t [B]`` -> feature ``[B, C', h, w]``."""
-        t = self._check_input(x, t)
+        t = self.check_input(x, t)
         class_ids = self._class_ids(class_labels, x.shape[0])
         x = x.to(dtype=self.unet.dtype)  # e.g. a bf16 / fp16 teacher fed fp32 images
         if self.noise:

@@ -15,7 +15,7 @@ from huggingface_hub import snapshot_download
 from ..errors import NoNetworkError, TeacherNotFoundError, UnsafeWeightsError
 from ..hub import guarded_pretrained_load, split_hub_id
 
-__all__ = ["load_unet", "WEIGHTS"]
+__all__ = ["load_unet", "teacher_root", "WEIGHTS"]
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -64,17 +64,25 @@ def _scheduler_from(root: Path, unet_dir: Path) -> DDPMScheduler | None:
     return None
 
 
+#: the files of a teacher repo on the Hub: configs, the safetensors weights of every component (never a
+#: pickle), the stored conditioning of a latent teacher, a tokenizer's files
+HUB_PATTERNS = ["*.json", "*.safetensors", "*/*.safetensors", "*.txt", "*/*.txt", "*/*.model"]
+#: what a teacher never needs: half-precision and non-EMA variants, a safety checker, pickles
+HUB_IGNORE = ["*.fp16.*", "*non_ema*", "*.ema.*", "safety_checker/*", "feature_extractor/*", "*.bin", "*.ckpt", "*.pt", "*.pth"]
+
+
 def _download(source: str) -> Path:
-    """A Hub repo's (``org/name[@revision]``) UNet + scheduler files in the local cache.
+    """A Hub repo's (``org/name[@revision]``) teacher files (`HUB_PATTERNS`) in the local cache.
 
     Fails fast without network (`repfusion_zoo.hub.network.guarded_pretrained_load`) and falls
     back to the cache; ``HF_HUB_OFFLINE=1`` with a filled cache makes no request.
     """
     repo_id, revision = split_hub_id(source)
-    patterns = ["*.json", WEIGHTS, f"unet/{WEIGHTS}"]
+    patterns = HUB_PATTERNS
 
     def fetch(local_files_only: bool) -> str:
-        return snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=local_files_only)
+        return snapshot_download(repo_id, revision=revision, allow_patterns=patterns, ignore_patterns=HUB_IGNORE,
+                                 local_files_only=local_files_only)
 
     try:
         return Path(guarded_pretrained_load(repo_id, source, fetch, filename="config.json"))
@@ -85,13 +93,13 @@ def _download(source: str) -> Path:
             pass
         raise NoNetworkError(
             f"cannot fetch the diffusion teacher {source!r} from the Hugging Face Hub and it is not in the cache. "
-            f"Ways out: a local folder (pipeline folder with unet/ + scheduler/, or a UNet folder with config.json + "
+            f"Ways out: a local folder (a pipeline folder, e.g. unet/ + scheduler/, or a UNet folder with config.json + "
             f"{WEIGHTS}); or fill the cache where there is network and set HF_HUB_OFFLINE=1. ({error})"
         ) from error
 
 
-def load_unet(source: str | Path) -> tuple[UNet2DModel, DDPMScheduler | None]:
-    """(UNet2DModel, DDPMScheduler | None) from a local folder or a Hub id ``org/name[@revision]``."""
+def teacher_root(source: str | Path) -> Path:
+    """The local folder of a teacher: ``source`` itself, or a Hub id's (``org/name[@revision]``) files in the cache."""
     path = Path(source).expanduser()
     if path.exists():
         root = path
@@ -103,6 +111,12 @@ def load_unet(source: str | Path) -> tuple[UNet2DModel, DDPMScheduler | None]:
         )
     if not root.is_dir():
         raise TeacherNotFoundError(f"diffusion teacher {root} is a file; expected a folder (pipeline or UNet folder)")
+    return root
+
+
+def load_unet(source: str | Path) -> tuple[UNet2DModel, DDPMScheduler | None]:
+    """(UNet2DModel, DDPMScheduler | None) from a local folder or a Hub id ``org/name[@revision]``."""
+    root = teacher_root(source)
     unet_dir = _unet_folder(root)
     _check_weights(unet_dir)
     unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True)
