@@ -44,7 +44,12 @@ from .losses import build_distill_loss
 from .normalize import minus_one_one
 from .timesteps import TimestepSample, TimestepStrategy, build_strategy
 
-__all__ = ["RepFusion", "RepFusionOutput", "build_repfusion"]
+__all__ = ["RepFusion", "RepFusionOutput", "build_repfusion", "REWARDS"]
+
+#: what a learning time-step strategy can be paid (see `RepFusion`)
+REWARDS = ("task", "imitation", "sum")
+#: the connector of a hint loss: one for every t, or a head per t of the action set
+CONNECTORS = ("shared", "per_t")
 
 
 @dataclass
@@ -53,10 +58,12 @@ class RepFusionOutput:
 
     losses: named scalars. Always ``distill`` and ``total``; ``decoder`` when there is a decoder g;
         ``policy`` and ``entropy`` when the strategy learns (``total`` is their sum).
-    t: ``LongTensor[B]``, the time step each sample was distilled at.
-    teacher_feature: ``[B, Ct, ht, wt]``, the teacher's feature (no grad).
-    reward: ``[B]`` = -per-sample task loss of g (detached; NaN for unlabelled samples), or None
-        without a decoder.
+    t: ``LongTensor[B * draws]``, the time step each sample was distilled at (``draws`` per image,
+        image-major: 1 but for a strategy that distils every t of its set).
+    teacher_feature: ``[B * draws, Ct, ht, wt]``, the teacher's feature (no grad).
+    reward: ``[B * draws]``, what a learning strategy was paid (`REWARDS`; detached; NaN for
+        unlabelled samples where the task loss counts); the task reward without one; None without
+        a decoder g and a learning strategy.
     policy_entropy: mean entropy of pi(t | x) over the batch (detached scalar, for logging; the
         ``entropy`` loss is -lambda_H times it and reaches 0 when lambda_H decays), or None.
     """
@@ -66,6 +73,16 @@ class RepFusionOutput:
     teacher_feature: torch.Tensor
     reward: torch.Tensor | None = None
     policy_entropy: torch.Tensor | None = None
+
+
+def repeat_rows(value: Any, times: int) -> Any:
+    """Each row of a batch tensor (or of every tensor of a dict) repeated ``times`` times in place,
+    ``[B, ...] -> [B * times, ...]``; None passes."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {key: repeat_rows(item, times) for key, item in value.items()}
+    return value.repeat_interleave(times, dim=0)
 
 
 def labelled_rows(labels: Any) -> torch.Tensor | None:
@@ -87,7 +104,13 @@ class RepFusion(nn.Module):
         strategy: a `TimestepStrategy` (repfusion_zoo.timesteps: reinforce / fixed / random).
         decoder: decoder g on the teacher feature (repfusion_zoo.decoders), or None: plain feature
             KD with no reward (the supervised-teacher rows of Tables 4/5); a learned policy needs one.
-        distill_loss: ``loss(student_feature, teacher_feature) -> scalar`` (repfusion_zoo.losses).
+        distill_loss: ``loss(student_feature, teacher_feature, action) -> scalar`` and ``per_sample(...) -> [B]``
+            (repfusion_zoo.losses); ``action`` is each sample's index in the strategy's action set (a
+            time-conditioned connector picks its head by it).
+        reward: what a learning strategy is paid: ``"task"`` (-decoder g's per-sample task loss on the
+            teacher feature: the paper), ``"imitation"`` (-the student's per-sample distillation loss
+            at the sampled t: the authors' first version; every image gives one, labelled or not) or
+            ``"sum"`` (task + ``imitation_weight`` x imitation).
     """
 
     def __init__(
@@ -96,13 +119,15 @@ class RepFusion(nn.Module):
         strategy: TimestepStrategy,
         decoder: nn.Module | None,
         distill_loss: nn.Module,
+        *,
+        reward: str = "task",
+        imitation_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if strategy.learns and decoder is None:
-            raise ConfigError(
-                "a ReinforcePolicy learns from the reward of decoder g; give RepFusion a decoder "
-                "(build_decoder('linear', teacher_channels, num_classes)) or use a 'fixed'/'random' strategy."
-            )
+        if reward not in REWARDS:
+            raise ConfigError(f"reward {reward!r} is not one of {list(REWARDS)}")
+        if strategy.learns and reward in ("task", "sum") and decoder is None:
+            raise ConfigError(f"reward {reward!r} needs decoder g's task loss; give RepFusion a decoder or use reward imitation")
         if strategy.learns and not getattr(teacher, "time_conditioned", True):
             raise ConfigError(
                 "a supervised teacher ignores the time step, so a ReinforcePolicy has nothing to choose; "
@@ -114,6 +139,8 @@ class RepFusion(nn.Module):
         self.strategy = strategy
         self.decoder = decoder
         self.distill_loss = distill_loss
+        self.reward = reward
+        self.imitation_weight = float(imitation_weight)
 
     # ------------------------------------------------------------------ the teacher
     @property
@@ -148,27 +175,35 @@ class RepFusion(nn.Module):
         with torch.no_grad():
             return self.teacher.feature(images, t, labels=labels, index=index, flip=flip).detach()
 
-    def _decoder_losses(self, sample: TimestepSample, teacher_feature: torch.Tensor, labels: Any,
-                        progress: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Decoder g's loss and the strategy's losses, over the LABELLED samples only.
+    def _decoder_loss(self, teacher_feature: torch.Tensor, labels: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decoder g's loss over the LABELLED samples, the task reward ``[B]`` (-its per-sample loss,
+        detached; NaN where unlabelled) and the labelled rows (None = every row).
 
         Class labels ``-1`` mark unlabelled images (an experiment's label budget): they still get
-        the distillation loss but give g no target and the policy no reward. Returns the losses
-        and the reward ``[B]`` (-per-sample loss of g, detached; NaN where unlabelled).
+        the distillation loss but give g no target and the task reward nothing.
         """
         rows = labelled_rows(labels)
         if rows is None:
             per_sample = decoder_task_loss(self.decoder(teacher_feature), labels)  # [B]
-            reward = -per_sample.detach()
-            return {"decoder": per_sample.mean(), **self.strategy.loss(sample, reward, float(progress))}, reward
+            return per_sample.mean(), -per_sample.detach(), None
         reward = torch.full((len(labels),), float("nan"), device=teacher_feature.device)
-        if rows.numel() == 0:  # no labelled image in this batch: nothing for g or the policy to learn,
-            zero = teacher_feature.new_zeros(())  # but the same loss names (processes reduce them together)
-            return {"decoder": zero, **dict.fromkeys(self.strategy.loss_names, zero)}, reward
+        if rows.numel() == 0:  # no labelled image in this batch: nothing for g to learn (the same loss names)
+            return teacher_feature.new_zeros(()), reward, rows
         per_sample = decoder_task_loss(self.decoder(teacher_feature[rows]), labels[rows])  # [n]
         reward[rows] = -per_sample.detach()
-        losses = {"decoder": per_sample.mean(), **self.strategy.loss(sample.select(rows), reward[rows], float(progress))}
-        return losses, reward
+        return per_sample.mean(), reward, rows
+
+    def _strategy_losses(self, sample: TimestepSample, reward: torch.Tensor | None, rows: torch.Tensor | None,
+                         progress: float) -> dict[str, torch.Tensor]:
+        """The strategy's losses from the samples that have a reward (all of them for the imitation
+        reward; the labelled ones for task and sum); {} for a strategy that does not learn."""
+        if not self.strategy.learns:
+            return {}
+        if self.reward == "imitation" or rows is None:
+            return self.strategy.loss(sample, reward, float(progress))
+        if rows.numel() == 0:  # the same names on every process, so they reduce together
+            return dict.fromkeys(self.strategy.loss_names, reward.new_zeros(()))
+        return self.strategy.loss(sample.select(rows), reward[rows], float(progress))
 
     def _check_decoder_input(self, teacher_feature: torch.Tensor) -> None:
         expected = getattr(self.decoder, "in_channels", None)
@@ -210,15 +245,27 @@ class RepFusion(nn.Module):
                 "have different batch sizes; pass the same batch to both."
             )
         sample = self.strategy.sample(teacher_images.detach())
+        draws = sample.t.numel() // teacher_images.shape[0]
+        if draws > 1:  # each image at several t (every t of the set): its feature, labels and cache keys repeat
+            teacher_images, student_feature, labels, index, flip = (
+                repeat_rows(v, draws) for v in (teacher_images, student_feature, labels, index, flip))
         teacher_feature = self._teacher_feature(teacher_images, sample.t, labels, index, flip)
+        action = torch.searchsorted(self.strategy.actions.to(sample.t.device), sample.t)  # each t's place in the set
         losses: dict[str, torch.Tensor] = {}
-        reward = None
+        task_reward, rows = None, None
         if self.decoder is not None:
             if labels is None:
                 raise InputError("RepFusion has a decoder g, so it needs labels for its task loss; got labels=None.")
             self._check_decoder_input(teacher_feature)
-            losses, reward = self._decoder_losses(sample, teacher_feature, labels, progress)
-        losses["distill"] = self.distill_loss(student_feature, teacher_feature)
+            losses["decoder"], task_reward, rows = self._decoder_loss(teacher_feature, labels)
+        if self.reward == "task" or not self.strategy.learns:
+            distill, reward = self.distill_loss(student_feature, teacher_feature, action), task_reward
+        else:
+            per_sample = self.distill_loss.per_sample(student_feature, teacher_feature, action)
+            distill, imitation = per_sample.mean(), -per_sample.detach()
+            reward = imitation if self.reward == "imitation" else task_reward + self.imitation_weight * imitation
+        losses.update(self._strategy_losses(sample, reward, rows, progress))
+        losses["distill"] = distill
         losses["total"] = sum(losses.values())
         entropy = None if sample.entropy is None else sample.entropy.detach().mean()
         return RepFusionOutput(
@@ -237,6 +284,9 @@ def build_repfusion(
     strategy: str = "reinforce",
     decoder: str | None = "linear",
     loss: str = "hint",
+    connector: str = "shared",
+    reward: str = "task",
+    imitation_weight: float = 1.0,
     strategy_kwargs: dict[str, Any] | None = None,
     decoder_kwargs: dict[str, Any] | None = None,
     loss_kwargs: dict[str, Any] | None = None,
@@ -246,7 +296,9 @@ def build_repfusion(
     Reads ``teacher.feature_channels`` (decoder and loss input), ``teacher.in_channels`` (policy
     input), ``teacher.num_train_timesteps`` (the action range) and, for a feature cache,
     ``teacher.timesteps`` (the default action set). ``decoder=None`` (or
-    ``num_classes=None``) gives plain feature KD without a reward.
+    ``num_classes=None``) gives plain feature KD without a task reward. ``connector``:
+    ``"shared"`` (one 1x1 conv, the paper) or ``"per_t"`` (a head per time step of the strategy's
+    action set); ``reward`` / ``imitation_weight``: see `RepFusion`.
     """
     teacher_channels = int(teacher.feature_channels)
     strategy_kw = {
@@ -255,12 +307,18 @@ def build_repfusion(
         "timesteps": getattr(teacher, "timesteps", None),  # a feature cache: its set; else all T steps
         **(strategy_kwargs or {}),
     }
+    if connector not in CONNECTORS:
+        raise ConfigError(f"connector {connector!r} is not one of {list(CONNECTORS)}")
     g = None
     if decoder is not None and num_classes is not None:
         g = build_decoder(decoder, teacher_channels, num_classes, **(decoder_kwargs or {}))
+    chooser = build_strategy(strategy, **strategy_kw)
+    heads = len(chooser.actions) if connector == "per_t" else 1
     return RepFusion(
         teacher,
-        build_strategy(strategy, **strategy_kw),
+        chooser,
         g,
-        build_distill_loss(loss, student_channels, teacher_channels, **(loss_kwargs or {})),
+        build_distill_loss(loss, student_channels, teacher_channels, num_actions=heads, **(loss_kwargs or {})),
+        reward=reward,
+        imitation_weight=imitation_weight,
     )

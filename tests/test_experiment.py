@@ -201,3 +201,40 @@ def test_convergence_check_and_speed_from_validation_curves():
     assert "scratch_x2 (6 epochs) − scratch (3 epochs) = +0.60" in text and "NOT converged" in text
     table = timing_lines(summary)
     assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 |")  # start-up: 9 - 7 s
+
+
+def test_successive_halving_keeps_the_better_half_with_twice_the_steps():
+    from repfusion_zoo.experiments.validate import successive_halving
+
+    quality = {0: 10.0, 10: 30.0, 50: 25.0, 100: 31.0, 500: 5.0}
+    calls = []
+
+    def distil(t, steps):
+        calls.append((t, steps))
+        return Path(f"/runs/t{t}-{steps}")
+
+    def score(folder):
+        t, steps = (int(v) for v in folder.name[1:].split("-"))
+        return quality[t] + (2.0 if (t, steps) == (10, 20) else 0.0)  # t = 10 gains from more steps
+
+    t, record = successive_halving(list(quality), 10, distil, score)
+    assert calls[:5] == [(0, 10), (10, 10), (50, 10), (100, 10), (500, 10)]
+    assert calls[5:8] == [(10, 20), (50, 20), (100, 20)]  # the better 3 of 5, twice the steps
+    assert calls[8:] == [(10, 40), (100, 40)]  # the better 2 of 3: the last round decides
+    assert t == 100 and record["steps"] == 5 * 10 + 3 * 20 + 2 * 40 and len(record["rounds"]) == 3
+
+
+@pytest.mark.slow
+def test_the_validate_arm_picks_t_on_the_validation_subset(tmp_path, tiny_teacher):  # noqa: F811
+    flags = experiment_flags(tmp_path / "v", tiny_teacher)
+    arms = {"scratch": {"distill": False, "seeds": [0]}, "validate": {"strategy": "fixed", "t": "validate", "seeds": [0]}}
+    flags[flags.index("--arms") + 1] = json.dumps(arms)
+    result = subprocess.run([PYTHON, str(RECIPES / "experiment.py"), *flags, "--validate_steps", "2"], env=env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = json.loads((tmp_path / "v" / "runs" / "lpc3" / "validate-seed0" / "result.json").read_text())
+    rounds = run["validate"]["rounds"]
+    assert [r["steps"] for r in rounds] == [2, 4] and set(rounds[0]["scores"]) == {"0", "10", "500"}  # 3, then 2
+    assert run["t"] in (0, 10, 500) and str(run["t"]) in rounds[-1]["scores"]
+    assert run["validate"]["steps"] == 3 * 2 + 2 * 4 and run["validate"]["cost"] > 0
+    assert json.loads((tmp_path / "v" / "tiny.json").read_text())["arms"]["validate"]["t"] == [run["t"]]

@@ -3,7 +3,9 @@
 An arm is a mapping of distill-recipe keys: `{distill: false}` is the scratch baseline (fine-tune
 only); `{strategy: reinforce}` the RL policy; `{strategy: fixed, t: 100}` a fixed time step;
 `{strategy: fixed, t: probe}` the t a linear probe of the cached teacher features picks on the
-labelled subset (no test data); `{strategy: random}` uniform t. An arm may name its own `seeds`
+labelled subset (no test data); `{strategy: fixed, t: validate}` the t short distillations from
+the cache pick by their students' kNN top-1 on the validation subset (successive halving, from
+`validate_steps` optimiser steps; experiments/validate.py); `{strategy: random}` uniform t. An arm may name its own `seeds`
 (default: all `seeds`), any other distill key (e.g. `loss: at`) and, under `finetune:`, fine-tune
 keys of its own over the experiment's (e.g. `{distill: false, finetune: {num_train_epochs: 160}}`:
 scratch with a schedule twice as long, the convergence check).
@@ -59,6 +61,7 @@ class ExperimentConfig:
     knn_k: int = opt(20, "k of the kNN evaluation of the frozen backbone")
     knn_temperature: float = opt(0.07, "temperature of the kNN vote weights")
     probe_test_fraction: float = opt(0.3, "held-out fraction of the labelled subset in the probe arm's linear probe")
+    validate_steps: int = opt(50, "optimiser steps of the first round of the validate arm's short distillations (doubled each round)")
     launcher: str = opt("accelerate launch", "how each recipe runs, e.g. 'python' or 'accelerate launch --multi_gpu --num_processes 8'")
     eval_batch_size: int = opt(256, "batch of the kNN and validation passes")
 

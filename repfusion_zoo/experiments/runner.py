@@ -29,11 +29,12 @@ from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
 from ..pipelines.shared import TIMING_FILE, write_timing
-from ..teachers import DiffusionTeacher
+from ..teachers import load_teacher
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
 from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
+from .validate import VALIDATE, successive_halving
 from .publish import best_seed, publish_best_rl
 from .report import write_results
 from .subsets import ExperimentSubsets, write_subsets
@@ -90,7 +91,7 @@ def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubse
         return folder
     except IncompleteCacheError:
         pass
-    teacher = DiffusionTeacher(cfg.teacher, layer=cfg.teacher_layer)
+    teacher = load_teacher(cfg.teacher, layer=cfg.teacher_layer, image_size=cfg.image_size)
     build_feature_cache(teacher, train, folder, timesteps=parse_timesteps(cfg.timesteps, teacher.num_train_timesteps),
                         dataset_spec=cfg.dataset, split="train", indices=read_indices(subsets.distill_images),
                         teacher_source=cfg.teacher, **cfg.cache)
@@ -142,12 +143,18 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
         if cfg.arms[arm].get("t") == PROBE:
             t, result["probe"] = probe_timestep(cache, labelled, data["train"], cfg.probe_test_fraction, seed)
             result["t"] = t
+        elif cfg.arms[arm].get("t") == VALIDATE:
+            t, result["validate"] = validate_timestep(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
+            result["t"] = t
         elif cfg.arms[arm].get("strategy") == "fixed":
             result["t"] = int(cfg.arms[arm].get("t", 0))
         if not (folder / "distill" / "summary.json").is_file():
             run_recipe(cfg, recipes_dir, "distill", distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t), folder / "distill.log")
         backbone = folder / "distill" / "backbone"
         result["distill"] = distill_summary(folder / "distill")
+        if "validate" in result:  # its cost against this full distillation's optimiser steps
+            full = result["distill"]["epochs"][-1]["step"]
+            result["validate"]["cost"] = round(result["validate"]["steps"] / max(1, full), 2)
     if not (folder / "finetune" / "metrics.json").is_file():
         run_recipe(cfg, recipes_dir, "finetune", finetune_flags(cfg, arm, seed, lpc, subsets, backbone), folder / "finetune.log")
     metrics = json.loads((folder / "finetune" / "metrics.json").read_text())
@@ -177,6 +184,26 @@ def epoch_values(folder: Path, key: str) -> list[float]:
 def recipe_timing(folder: Path) -> dict[str, float]:
     """A recipe run's `timing.json`."""
     return json.loads((folder / TIMING_FILE).read_text())
+
+
+def validate_timestep(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
+                      cache: Path, data: Mapping[str, Dataset]) -> tuple[int, dict[str, Any]]:
+    """The `validate` arm's t: successive halving of short cached distillations (`cfg.validate_steps`
+    optimiser steps first), each scored by its frozen kNN top-1 on the validation subset."""
+    folder = run_dir(cfg, lpc, arm, seed) / "validate"
+    bank = Subset(data["train"], read_indices(subsets.labelled(lpc, seed)))
+    queries = Subset(data["train"], read_indices(subsets.val))
+
+    def distil(t: int, steps: int) -> Path:
+        out = folder / f"t{t}-steps{steps}"
+        if not (out / "summary.json").is_file():
+            flags = {**distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t), "output_dir": str(out),
+                     "max_train_steps": steps, "timestep_report": False, "checkpointing_steps": 0}
+            run_recipe(cfg, recipes_dir, "distill", flags, folder / f"t{t}-steps{steps}.log")
+        return out / "backbone"
+
+    return successive_halving(FeatureCache(cache).timesteps, cfg.validate_steps, distil,
+                              lambda backbone: frozen_knn(cfg, backbone, seed, bank, queries))
 
 
 def distill_summary(folder: Path) -> dict[str, Any]:

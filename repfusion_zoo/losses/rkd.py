@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repfusion_zoo.errors import ConfigError
+
 from repfusion_zoo.losses.matching import check_batch, pool
 
 __all__ = ["pairwise_distances", "rkd_distance_loss", "rkd_angle_loss", "RKDLoss"]
@@ -74,16 +76,23 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 class RKDLoss(nn.Module):
     """``distance_weight * rkd_distance_loss + angle_weight * rkd_angle_loss`` (25 and 50, the paper).
 
-    ``forward(student [B, Cs, ...], teacher [B, Ct, ...]) -> scalar``; maps ``[B, C, h, w]`` are
-    pooled, vectors ``[B, C]`` pass through.
+    ``forward(student [B, Cs, ...], teacher [B, Ct, ...], action=None) -> scalar``; maps ``[B, C, h, w]`` are
+    pooled, vectors ``[B, C]`` pass through. It relates the samples of a batch to each other, so
+    it has no per-sample loss (`per_sample` says so) and no connector (``action`` plays no part).
     """
+
+    time_conditioned = False
 
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0) -> None:
         super().__init__()
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, student: torch.Tensor, teacher: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        raise ConfigError("the RKD loss relates the samples of a batch to each other: it has no per-sample loss for an "
+                          "imitation reward; use reward task with rkd, or a hint / at loss")
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
         loss = student.new_zeros((), dtype=torch.float32)
         if self.distance_weight:
             loss = loss + self.distance_weight * rkd_distance_loss(student, teacher)

@@ -64,16 +64,20 @@ class DistillConfig(TrainConfig):
     student_kwargs: dict = opt({}, "extra timm kwargs for the student, e.g. {channels: [16, 32, 64, 128]}")
     # teacher
     teacher: str = opt("", "Hub id or local folder of the teacher; empty = train/reuse one with train_teacher.py")
-    teacher_type: str = opt("diffusion", "diffusion (DiffusionTeacher) or supervised (SupervisedTeacher)", choices=["diffusion", "supervised"])
-    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (supervised: a feature index, '' = last map)")
+    teacher_type: str = opt("diffusion", "diffusion (a UNet, latent UNet or DiT: teachers.load_teacher) or supervised (SupervisedTeacher)", choices=["diffusion", "supervised"])
+    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (UNets) | blocks.<K> (DiT) "
+                                    "(supervised: a feature index, '' = last map)")
     teacher_noise: bool = opt(False, "feed x_t instead of the clean image (the paper: clean)")
     teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps the dataset's WordNet-id classes to ImageNet ids", choices=["", "tinyimagenet"])
+    teacher_conditioning: str = opt("auto", "a latent (Stable Diffusion) teacher's cross-attention input: auto = stored, else "
+                                            "empty-prompt, else zeros", choices=["auto", "stored", "empty-prompt", "zeros"])
     teacher_config: str = opt("teacher_digits.yaml", "train_teacher config (relative to recipes/configs) when --teacher is empty")
     teacher_dir: str = opt("", "where the trained teacher goes (default: <output_dir>/teacher); reused if complete")
     teacher_max_train_steps: int = opt(0, "override the teacher config's max_train_steps (0 = keep)")
     teacher_overrides: dict = opt({}, "more train_teacher keys for the trained teacher, e.g. {num_samples: 0}")
     # RepFusion
-    strategy: str = opt("reinforce", "time-step strategy", choices=["reinforce", "fixed", "random"])
+    strategy: str = opt("reinforce", "time-step strategy: the paper's policy, one t, t at random, or every t of the set "
+                                     "at once (all_t, with connector per_t)", choices=["reinforce", "fixed", "random", "all_t"])
     t: int = opt(0, "the time step of --strategy fixed")
     timesteps: str = opt("all", "the action set of every strategy: all | start:stop:step (e.g. 0:1000:50) | 0,10,50 "
                                 "(with --teacher_cache, 'all' means the cache's set)")
@@ -83,9 +87,18 @@ class DistillConfig(TrainConfig):
     entropy_weight: float = opt(0.1, "lambda_H of the policy's entropy bonus")
     entropy_decay_until: float = opt(-1.0, "fraction of training where lambda_H reaches 0 (negative = constant, the paper)")
     policy_baseline: str = opt("ema", "REINFORCE baseline", choices=["ema", "batch_mean", "none"])
+    reward: str = opt("task", "what the policy is paid: task (-decoder g's loss, the paper), imitation (-the student's "
+                              "per-sample distillation loss, the authors' first version), sum (task + imitation_weight x imitation)",
+                      choices=["task", "imitation", "sum"])
+    imitation_weight: float = opt(1.0, "weight of the imitation reward in reward sum")
+    commit_entropy: float = opt(0.0, "the policy commits to its per-image argmax once a batch's mean entropy is below this "
+                                     "(nats) and stops learning; 0 = it samples to the end (the paper)")
+    connector: str = opt("shared", "hint losses: one 1x1 conv for every t (the paper) or a head per t of the action set",
+                         choices=["shared", "per_t"])
     loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
     loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
     decoder: str = opt("linear", "decoder g on the teacher feature", choices=["linear", "mlp", "fcn", "none"])
+    decoder_kwargs: dict = opt({}, "extra kwargs of decoder g (e.g. {hidden: 256} for mlp, the authors' width)")
     # speed (opt-in: it does not pay on a 2-core CPU, see benchmarks/train_step.py; for GPUs, benchmarks/distill_step.py)
     compile: bool = opt(False, "torch.compile the student's forward (input normalisation + forward_features; its backward with it)")
     compile_mode: str = opt("default", "torch.compile mode of --compile",
@@ -144,14 +157,15 @@ def resolve_teacher(cfg: Any, configs: Path = RECIPE_CONFIGS) -> str:
 
 
 def build_teacher(cfg: Any, source: str, classes: Sequence[str] = ()) -> nn.Module:
-    """DiffusionTeacher (or SupervisedTeacher) from `source`; input size/channels checked against the data."""
+    """The diffusion teacher (or SupervisedTeacher) of `source`; input size/channels checked against the data."""
     if cfg.teacher_type == "supervised":
         path = Path(source).expanduser()
         model = create_model(str(path) if path.is_dir() else source, pretrained=True)
         layer = int(cfg.teacher_layer) if cfg.teacher_layer.lstrip("-").isdigit() else None
         return SupervisedTeacher(model, layer)
     return diffusion_teacher(source, layer=cfg.teacher_layer, image_size=cfg.image_size, in_chans=cfg.in_chans,
-                             noise=cfg.teacher_noise, class_map=cfg.teacher_class_map, classes=classes)
+                             noise=cfg.teacher_noise, class_map=cfg.teacher_class_map, classes=classes,
+                             conditioning=cfg.teacher_conditioning)
 
 
 def build_student(cfg: Any) -> nn.Module:
@@ -176,10 +190,12 @@ def repfusion_from_config(cfg: Any, teacher: nn.Module, student_channels: int, n
     if cfg.strategy == "reinforce":
         strategy_kwargs.update(entropy_weight=cfg.entropy_weight,
                                entropy_decay_until=None if cfg.entropy_decay_until < 0 else cfg.entropy_decay_until,
-                               baseline=None if cfg.policy_baseline == "none" else cfg.policy_baseline)
+                               baseline=None if cfg.policy_baseline == "none" else cfg.policy_baseline,
+                               commit_entropy=cfg.commit_entropy)
     return build_repfusion(teacher, student_channels=student_channels, num_classes=num_classes, strategy=cfg.strategy,
-                           decoder=None if cfg.decoder == "none" else cfg.decoder, loss=cfg.loss,
-                           strategy_kwargs=strategy_kwargs, loss_kwargs=cfg.loss_kwargs)
+                           decoder=None if cfg.decoder == "none" else cfg.decoder, loss=cfg.loss, connector=cfg.connector,
+                           reward=cfg.reward, imitation_weight=cfg.imitation_weight,
+                           strategy_kwargs=strategy_kwargs, decoder_kwargs=cfg.decoder_kwargs, loss_kwargs=cfg.loss_kwargs)
 
 
 def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:

@@ -16,6 +16,8 @@ Strategies:
 - :class:`FixedTimestep`: one t for every sample (the paper's "manual" ablation; t = 0 is what the
   authors used for CelebA-HQ).
 - :class:`UniformTimestep`: t uniform over 0..T-1 per sample (the paper's "random" ablation).
+- :class:`EveryTimestep`: every t of the action set for every image (``draws`` = the set's size;
+  no selection, uniform weights over t), meant with a time-conditioned connector.
 
 The policy's input is the image **as the teacher sees it**: ``[B, C, H, W]`` in [-1, 1] for a
 diffusion teacher (``x * 2 - 1`` of a [0, 1] dataset image). It is detached: the policy never
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from .base import TimestepSample, TimestepSpec, TimestepStrategy, parse_timesteps
 from .build import build_strategy
-from .fixed import FixedTimestep, UniformTimestep
+from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import BASELINES, DEFAULT_BASELINE, ReinforcePolicy, entropy_weight_at
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "ReinforcePolicy",
     "FixedTimestep",
     "UniformTimestep",
+    "EveryTimestep",
     "build_strategy",
     "parse_timesteps",
     "entropy_weight_at",

@@ -42,13 +42,15 @@ class TimestepStrategy(Protocol):
 
     #: True when `loss` learns from a reward (the policy): RepFusion then needs a decoder g
     learns: ClassVar[bool]
+    #: time steps drawn per image: `sample` returns ``t [B * draws]``, image-major (1 but for `EveryTimestep`)
+    draws: int
     #: the names of the losses `loss` returns (every batch returns the same names, on every process)
     loss_names: ClassVar[tuple[str, ...]]
     #: ``LongTensor[A]``: the time steps it chooses among, sorted
     actions: torch.Tensor
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
-        """One time step per image ``x [B, C, H, W]`` (as the teacher sees it)."""
+        """``draws`` time steps per image ``x [B, C, H, W]`` (as the teacher sees it): ``t [B * draws]``."""
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, A]``: pi(t | x) over `actions`."""

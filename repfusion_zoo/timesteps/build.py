@@ -5,7 +5,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import TimestepSpec, TimestepStrategy
-from .fixed import FixedTimestep, UniformTimestep
+from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import ReinforcePolicy
 
 __all__ = ["build_strategy"]
@@ -16,12 +16,14 @@ _STRATEGIES: dict[str, type[ReinforcePolicy] | type[FixedTimestep] | type[Unifor
     "fixed": FixedTimestep,
     "random": UniformTimestep,
     "uniform": UniformTimestep,
+    "all_t": EveryTimestep,
 }
 
 
 def build_strategy(name: str, *, in_chans: int | None = None, num_train_timesteps: int | None = None,
                    timesteps: TimestepSpec = None, **options: Any) -> TimestepStrategy:
-    """Build a strategy by name: ``"reinforce"``, ``"fixed"`` (option ``t``), ``"random"`` (= ``"uniform"``).
+    """Build a strategy by name: ``"reinforce"``, ``"fixed"`` (option ``t``), ``"random"`` (= ``"uniform"``),
+    ``"all_t"`` (every t of the set for every image).
 
     ``in_chans``, ``num_train_timesteps`` and ``timesteps`` (the action set) may be passed to any
     strategy (each takes the ones it declares in ``SHARED``); an option outside its ``OPTIONS``

@@ -1,5 +1,6 @@
-"""The strategies that do not learn: one fixed t (the paper's "manual" ablation) and t uniform over the
-action set (its "random" ablation). ``loss`` returns ``{}``."""
+"""The strategies that do not learn: one fixed t (the paper's "manual" ablation), t uniform over the
+action set (its "random" ablation), and every t of the set at once (no selection: each image is
+distilled at all of them, each through its own connector head). ``loss`` returns ``{}``."""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -10,7 +11,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import TimestepSample, TimestepSpec, check_images, parse_timesteps, steps_text
 
-__all__ = ["FixedTimestep", "UniformTimestep"]
+__all__ = ["FixedTimestep", "UniformTimestep", "EveryTimestep"]
 
 
 class FixedTimestep(nn.Module):
@@ -21,6 +22,7 @@ class FixedTimestep(nn.Module):
     """
 
     learns = False
+    draws = 1
     loss_names: tuple[str, ...] = ()
     SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
     OPTIONS: ClassVar[tuple[str, ...]] = ("t",)
@@ -57,6 +59,7 @@ class UniformTimestep(nn.Module):
     """t uniform over the time-step set (default all of 0..T-1), independently per sample (``loss`` returns ``{}``)."""
 
     learns = False
+    draws = 1
     loss_names: tuple[str, ...] = ()
     SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
     OPTIONS: ClassVar[tuple[str, ...]] = ()
@@ -83,3 +86,25 @@ class UniformTimestep(nn.Module):
 
     def extra_repr(self) -> str:
         return f"T={self.num_train_timesteps}, num_actions={len(self.actions)}"
+
+
+class EveryTimestep(UniformTimestep):
+    """Every t of the action set for every image (no selection; ``loss`` returns ``{}``): ``draws`` =
+    ``len(actions)`` time steps per image, so RepFusion distils each image at each t and averages the
+    losses (uniform weights over t). Meant with a time-conditioned connector (``connector: per_t``):
+    a shared one would be asked for every t's target of the same image at once. The teacher's
+    cost grows ``len(actions)``-fold online; from a feature cache it is a look-up each.
+    """
+
+    @property
+    def draws(self) -> int:  # type: ignore[override]
+        return int(len(self.actions))
+
+    def sample(self, x: torch.Tensor) -> TimestepSample:
+        """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B * A])``: image-major, each image's A time steps in order."""
+        check_images(x)
+        return TimestepSample(t=self.actions.to(x.device).repeat(x.shape[0]))
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, A]``: every t of the set is used (shown as equal weights)."""
+        return super().probs(x)

@@ -82,7 +82,11 @@ class ReinforcePolicy(nn.Module):
             (plain REINFORCE, what the authors ran).
         baseline_momentum: EMA momentum (weight of the old value).
         eval_mode: at eval (``.eval()``), ``"argmax"`` takes the most probable t per sample
-            (deterministic), ``"sample"`` keeps sampling. Training always samples.
+            (deterministic), ``"sample"`` keeps sampling. Training samples, until it commits:
+        commit_entropy: once a training batch's mean per-image entropy falls below this many nats,
+            the policy commits to its per-image argmax for the rest of training (``committed``,
+            saved and resumed with the state dict) and stops learning (its losses are 0).
+            0 = never (the paper: it samples to the end).
 
     Default baseline ``"ema"``, decided by measurement: ``python benchmarks/policy_baseline.py``
     (a contextual bandit shaped like RepFusion's reward: T = 1000 actions, rewards -(2.3 -> 0.5
@@ -105,11 +109,12 @@ class ReinforcePolicy(nn.Module):
     """
 
     learns = True
+    draws = 1
     loss_names = ("policy", "entropy")
     #: the `build_strategy` keys it takes: the shared ones it uses, then its own options
     SHARED: ClassVar[tuple[str, ...]] = ("in_chans", "num_train_timesteps", "timesteps")
     OPTIONS: ClassVar[tuple[str, ...]] = ("hidden", "conv_channels", "entropy_weight", "entropy_decay_until", "baseline",
-                                          "baseline_momentum", "eval_mode")
+                                          "baseline_momentum", "eval_mode", "commit_entropy")
 
     def __init__(
         self,
@@ -123,6 +128,7 @@ class ReinforcePolicy(nn.Module):
         baseline: str | None = DEFAULT_BASELINE,
         baseline_momentum: float = 0.9,
         eval_mode: str = "argmax",
+        commit_entropy: float = 0.0,
     ) -> None:
         super().__init__()
         if baseline not in BASELINES:
@@ -139,7 +145,9 @@ class ReinforcePolicy(nn.Module):
         self.baseline = baseline
         self.baseline_momentum = float(baseline_momentum)
         self.eval_mode = eval_mode
+        self.commit_entropy = float(commit_entropy)
         self.register_buffer("actions", torch.tensor(acts, dtype=torch.long))
+        self.register_buffer("committed", torch.zeros((), dtype=torch.bool))
         # EMA baseline state: saved with the state dict, so a resumed run continues it
         self.register_buffer("baseline_value", torch.zeros(()))
         self.register_buffer("baseline_initialized", torch.zeros((), dtype=torch.bool))
@@ -163,13 +171,15 @@ class ReinforcePolicy(nn.Module):
         return self.distribution(x).probs
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
-        """One t per sample: sampled in training, argmax (or sampled, see ``eval_mode``) at eval.
+        """One t per sample: sampled in training (argmax once ``committed``), argmax (or sampled, see
+        ``eval_mode``) at eval.
 
         ``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B], log_prob [B], entropy [B])``.
         """
         dist = self.distribution(x)
         if self.training or self.eval_mode == "sample":
-            idx = dist.sample()
+            # no host sync: the committed flag picks between the draw and the argmax on the device
+            idx = torch.where(self.committed, dist.probs.argmax(dim=1), dist.sample()) if self.training else dist.sample()
         else:
             idx = dist.probs.argmax(dim=1)
         return TimestepSample(t=self.actions[idx], log_prob=dist.log_prob(idx), entropy=dist.entropy())
@@ -213,10 +223,16 @@ class ReinforcePolicy(nn.Module):
         adv = self._advantage(reward)
         policy = -(adv * sample.log_prob).mean()
         entropy = -entropy_weight_at(self.entropy_weight, progress, self.entropy_decay_until) * sample.entropy.mean()
+        if self.commit_entropy > 0:
+            if self.training:
+                with torch.no_grad():
+                    self.committed.logical_or_(sample.entropy.mean() < self.commit_entropy)
+            learning = (~self.committed).to(policy.dtype)  # a committed policy has nothing left to learn
+            policy, entropy = policy * learning, entropy * learning
         return {"policy": policy, "entropy": entropy}
 
     def extra_repr(self) -> str:
         return (
             f"num_actions={self.num_actions}, T={self.num_train_timesteps}, lambda_H={self.entropy_weight}, "
-            f"decay_until={self.entropy_decay_until}, baseline={self.baseline!r}"
+            f"decay_until={self.entropy_decay_until}, baseline={self.baseline!r}, commit_entropy={self.commit_entropy}"
         )
