@@ -39,9 +39,9 @@ class MissingExtraError(RepFusionError, ImportError):
     """A feature needs a package of an optional extra that is not installed; the message names the pip command."""
 
     @classmethod
-    def of(cls, package: str, purpose: str) -> MissingExtraError:
-        return cls(f"{purpose} needs the `{package}` package, part of the recipes extra: "
-                   f'pip install "repfusion-zoo[recipes]" (or pip install {package})')
+    def of(cls, package: str, purpose: str, extra: str = "recipes") -> MissingExtraError:
+        return cls(f"{purpose} needs the `{package}` package, part of the {extra} extra: "
+                   f'pip install "repfusion-zoo[{extra}]" (or pip install {package})')
 
 
 class InputError(RepFusionError, ValueError):
