@@ -11,8 +11,8 @@ a property of the architecture, not of the weights):
 - DiT-S/2-style: the same VAE + a `DiTTransformer2DModel` (hidden 384, 12 blocks, patch 2);
   teacher: patch embedding + the first 6 blocks (layer mid); full: the whole transformer.
 
-Printed: the median seconds of each (interleaved after warm-up) and last
-``ratio: <SD teacher / SD full forward>`` (the DiT's ratio on the line before).
+Printed: the median seconds of each (interleaved after warm-up), the VAE encoder's share (both
+paths run it), and last ``ratio: <SD teacher / SD full forward>`` (the DiT's ratio on the line before).
 
     python benchmarks/latent_teacher.py          # ~1-2 min on the 2-core CPU
 """
@@ -81,13 +81,20 @@ def main() -> None:
     def dit_full() -> None:
         dit(encode_latents(vae, x), timestep=t, class_labels=null)
 
-    seconds = median_seconds({"sd teacher": lambda: sd(x, t), "sd full": sd_full,
-                              "dit teacher": lambda: transformer(x, t), "dit full": dit_full}, args.repeats)
+    @torch.no_grad()
+    def vae_encode() -> None:
+        encode_latents(vae, x)
+
+    seconds = median_seconds({"sd teacher": lambda: sd(x, t), "sd full": sd_full, "dit teacher": lambda: transformer(x, t),
+                              "dit full": dit_full, "vae encode": vae_encode}, args.repeats)
     print(f"torch {torch.__version__}, {threads} threads, batch {args.batch_size}, {args.image_size} px images, "
           f"UNet {sum(p.numel() for p in unet.parameters()) / 1e6:.1f} M, DiT {sum(p.numel() for p in dit.parameters()) / 1e6:.1f} M, "
           f"VAE {sum(p.numel() for p in vae.parameters()) / 1e6:.1f} M parameters")
     for name, value in seconds.items():
         print(f"{name:>12}: {value * 1000:8.1f} ms")
+    denoiser = {k: seconds[k] - seconds["vae encode"] for k in ("sd teacher", "sd full", "dit teacher", "dit full")}
+    print(f"without the VAE encoder both share: UNet encoder half / whole UNet {denoiser['sd teacher'] / denoiser['sd full']:.3f}, "
+          f"DiT first half / whole DiT {denoiser['dit teacher'] / denoiser['dit full']:.3f}")
     print(f"DiT: teacher (patch embedding + {transformer.blocks} of {transformer.num_layers} blocks) / full forward: "
           f"{seconds['dit teacher'] / seconds['dit full']:.3f}")
     print(f"ratio: {seconds['sd teacher'] / seconds['sd full']:.3f}")
