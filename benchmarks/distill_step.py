@@ -7,7 +7,7 @@ ARCHITECTURE (its published config.json, tests/configs/ddpm-cifar10-32.json), ra
 
 Timed, interleaved after warm-up, medians:
 - supervised: student forward + cross-entropy + backward + SGD step;
-- online: `repfusion_zoo.distill_model.DistillModel` (student forward_features + policy + teacher encoder
+- online: `repfusion_zoo.method.DistillModel` (student forward_features + policy + teacher encoder
   + decoder g + hint loss) + backward + SGD over student, policy, decoder and connector;
 - cached: the same `DistillModel` around a `CachedTeacher`: a real feature cache built at start
   into a temp dir by `build_feature_cache` (the same teacher, `--cache_items` synthetic images x
@@ -120,7 +120,7 @@ def main() -> None:
 
     import repfusion_zoo  # noqa: F401
     from repfusion_zoo import create_model
-    from repfusion_zoo.distill_model import DistillModel
+    from repfusion_zoo.method import DistillModel
     from repfusion_zoo.pipelines import distill as recipe
     from repfusion_zoo.teachers.cached import CachedTeacher
 

@@ -4,8 +4,8 @@
     python recipes/push_to_hub.py --folder outputs/offline_default/backbone --hub_model_id org/resnet18_repfusion_digits
     python recipes/push_to_hub.py --folder F --hub_model_id org/name --revision main --hub_private_repo true
 
-(`--repo_id` and `--private` are aliases of `--hub_model_id` and `--hub_private_repo`, the names
-distill.py, finetune.py and diffusers' example scripts use.)
+(`--hub_model_id` and `--hub_private_repo`: the names distill.py, finetune.py and diffusers'
+example scripts use.)
 
 Prints `org/name@<commit sha>`: put it into the zoo entry's `hf_hub_id` to pin the weight.
 The Hub endpoint is huggingface_hub's (`HF_ENDPOINT`); the token is huggingface_hub's (`HF_TOKEN`

@@ -15,7 +15,7 @@ loads; it is written to a temp folder and renamed, so a killed run never leaves 
 Every YAML key is also a flag (`--key value`); an unknown key is an error listing the valid ones.
 In Python: `from repfusion_zoo.pipelines.train_teacher import TeacherConfig, train_teacher; train_teacher(TeacherConfig(...))`.
 Labels are ignored. The keys are those of the other recipes (and of diffusers' example
-scripts; the short names `batch_size`, `max_steps`, `resume`, ... are aliases). `train_batch_size`
+scripts). `train_batch_size`
 is the global batch of one optimiser step: each process takes train_batch_size / (processes x
 gradient_accumulation_steps) per micro-batch. `--resume_from_checkpoint latest` continues from
 the newest complete `<output_dir>.run/checkpoint-<step>` (written every `checkpointing_steps`).

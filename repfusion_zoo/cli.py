@@ -12,7 +12,8 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from . import atomic, probe
+from . import atomic
+from .method import probe
 from .errors import DEBUG_FLAG, run_program
 from .version import __version__
 from .zoo import prefetch, table

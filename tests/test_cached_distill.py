@@ -13,8 +13,8 @@ from _recipes_common import tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo import create_model
 from repfusion_zoo.cache import build_feature_cache
 from repfusion_zoo.data import build_dataset
-from repfusion_zoo.distill import build_repfusion
-from repfusion_zoo.distill_model import DistillModel
+from repfusion_zoo.method.distill import build_repfusion
+from repfusion_zoo.method.distill_model import DistillModel
 from repfusion_zoo.errors import CacheMismatchError
 from repfusion_zoo.teachers import DiffusionTeacher
 from repfusion_zoo.teachers.cached import CachedTeacher, check_cache_for_run

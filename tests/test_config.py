@@ -26,7 +26,8 @@ class Small:
 
 
 def test_flag_forms_and_types():
-    cfg = load_config(Small, ["--lr=1e-3", "--epochs", "7", "--milestones", "4,5", "--push", "--extra", "{a: 1}", "--name=y"])
+    cfg = load_config(Small, ["--learning_rate=1e-3", "--num-train-epochs", "7", "--milestones", "4,5", "--push", "--extra",
+                              "{a: 1}", "--name=y"])
     assert cfg == Small(learning_rate=1e-3, num_train_epochs=7, milestones=[4, 5], name="y", push=True, extra={"a": 1})
     assert isinstance(cfg.learning_rate, float) and isinstance(cfg.num_train_epochs, int)
     assert load_config(Small, ["--push", "false", "--milestones", "[]"]).push is False
@@ -38,14 +39,14 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         load_config(Small, ["--lrr", "0.1"])
     assert "lrr" in str(info.value) and "valid keys are" in str(info.value) and "milestones" in str(info.value)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("lr: 0.2\nwarmup: 5\n")
+    bad.write_text("learning_rate: 0.2\nwarmup: 5\n")
     with pytest.raises(ConfigError, match="warmup.*valid keys are"):
         load_config(Small, ["--config", str(bad)])
 
 
 def test_bad_values_are_config_errors():
     with pytest.raises(ConfigError, match="epochs"):
-        load_config(Small, ["--epochs", "three"])
+        load_config(Small, ["--num_train_epochs", "three"])
     with pytest.raises(ConfigError, match="kind"):
         load_config(Small, ["--kind", "c"])
     with pytest.raises(ConfigError, match="unexpected argument"):
@@ -56,8 +57,8 @@ def test_bad_values_are_config_errors():
 
 def test_base_inheritance_and_precedence(tmp_path):
     (tmp_path / "sub").mkdir()
-    (tmp_path / "base.yaml").write_text("lr: 0.5\nepochs: 10\nname: base\n")
-    (tmp_path / "sub" / "child.yaml").write_text("base: ../base.yaml\nepochs: 20\n")
+    (tmp_path / "base.yaml").write_text("learning_rate: 0.5\nnum_train_epochs: 10\nname: base\n")
+    (tmp_path / "sub" / "child.yaml").write_text("base: ../base.yaml\nnum_train_epochs: 20\n")
     cfg = load_config(Small, ["--config", str(tmp_path / "sub" / "child.yaml"), "--name", "flag"])
     assert (cfg.learning_rate, cfg.num_train_epochs, cfg.name) == (0.5, 20, "flag")
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
@@ -125,43 +126,41 @@ DIFFUSERS_KEYS = ("learning_rate", "train_batch_size", "max_train_steps", "check
                   "checkpoints_total_limit", "resume_from_checkpoint", "dataloader_num_workers")
 
 
-def test_aliases_in_files_and_flags_set_the_canonical_keys(tmp_path):
-    """The short names (`lr`, `epochs`) work in YAML and as flags; a child's canonical key overrides
-    a base's alias; one mapping giving both names is an error; the last flag wins."""
-    (tmp_path / "base.yaml").write_text("lr: 0.5\nepochs: 10\n")
+def test_one_name_per_key_and_the_last_flag_wins(tmp_path):
+    """No alias table: the short names of old (`lr`, `epochs`) are unknown keys; a child's key replaces
+    its base's; of two flags for one key the last wins."""
+    (tmp_path / "base.yaml").write_text("learning_rate: 0.5\nnum_train_epochs: 10\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\nlearning_rate: 0.25\n")
-    cfg = load_config(Small, ["--config", str(tmp_path / "child.yaml"), "--epochs", "4"])
+    cfg = load_config(Small, ["--config", str(tmp_path / "child.yaml"), "--num_train_epochs", "4"])
     assert (cfg.learning_rate, cfg.num_train_epochs) == (0.25, 4)
-    assert load_config(Small, ["--learning_rate", "1", "--lr", "2"]).learning_rate == 2.0
-    (tmp_path / "both.yaml").write_text("lr: 0.5\nlearning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match="learning_rate.*twice"):
-        load_config(Small, ["--config", str(tmp_path / "both.yaml")])
+    assert load_config(Small, ["--learning_rate", "1", "--learning_rate", "2"]).learning_rate == 2.0
+    for old in ("lr", "epochs"):
+        with pytest.raises(ConfigError, match=f"unknown config key.*'{old}'"):
+            load_config(Small, [f"--{old}", "1"])
+    with pytest.raises(ConfigError, match="did you mean 'num_train_epochs'"):
+        load_config(Small, ["--num_train_epoch", "1"])
 
 
 def test_every_recipe_uses_the_diffusers_names_and_help_shows_them(capsys):
-    """One naming across recipes: no recipe field is an alias; the shared keys exist in each; --help
-    lists the canonical names with their aliases."""
+    """One naming across recipes: the shared keys exist in each; --help lists them."""
     from repfusion_zoo.pipelines import distill
     from repfusion_zoo.pipelines import finetune
     from repfusion_zoo.pipelines import push as push_to_hub
     from repfusion_zoo.pipelines import train_teacher
 
-    from repfusion_zoo.training.config import ALIASES, schema_fields
+    from repfusion_zoo.training.config import schema_fields
 
     schemas = {"distill": distill.DistillConfig, "finetune": finetune.FinetuneConfig,
                "train_teacher": train_teacher.TeacherConfig, "push_to_hub": push_to_hub.PushConfig}
     for name, schema in schemas.items():
         fields = set(schema_fields(schema))
-        assert not fields & set(ALIASES), f"{name} still has short names {fields & set(ALIASES)}"
-        assert set(ALIASES.values()) & fields, name
         if name != "push_to_hub":
             assert set(DIFFUSERS_KEYS) <= fields, f"{name} lacks {set(DIFFUSERS_KEYS) - fields}"
     assert {"hub_model_id", "hub_private_repo"} <= set(schema_fields(push_to_hub.PushConfig))
     assert train_teacher.TeacherConfig().mixed_precision == ""  # the launcher's precision, as in the others
     distill.main(["--help"])
     text = capsys.readouterr().out
-    assert "--learning_rate" in text and "(alias --lr)" in text and "--resume_from_checkpoint" in text
-    assert "\n  --lr " not in text
+    assert "--learning_rate" in text and "--resume_from_checkpoint" in text and "alias" not in text
 
 
 @dataclass
@@ -169,7 +168,7 @@ class OwnBatch:
     batch_size: int = opt(256, "a recipe whose batch is not a training batch (e.g. the cache's teacher batch)")
 
 
-def test_an_alias_that_is_a_schema_field_keeps_its_name_and_flags_override_files(tmp_path):
-    assert load_config(OwnBatch, ["--batch_size", "6"]).batch_size == 6  # not renamed to train_batch_size
+def test_a_recipes_own_batch_key_and_flags_override_files(tmp_path):
+    assert load_config(OwnBatch, ["--batch_size", "6"]).batch_size == 6  # the cache's teacher batch: its own key
     (tmp_path / "file.yaml").write_text("learning_rate: 0.25\n")
-    assert load_config(Small, ["--config", str(tmp_path / "file.yaml"), "--lr", "0.5"]).learning_rate == 0.5
+    assert load_config(Small, ["--config", str(tmp_path / "file.yaml"), "--learning_rate", "0.5"]).learning_rate == 0.5

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from repfusion_zoo.decoders import FCNDecoder, LinearDecoder, MLPDecoder, build_decoder, decoder_task_loss
+from repfusion_zoo.method.decoders import FCNDecoder, LinearDecoder, MLPDecoder, build_decoder, decoder_task_loss
 from repfusion_zoo.errors import ConfigError, InputError
 
 

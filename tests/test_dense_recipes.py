@@ -64,7 +64,7 @@ def parsing_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _launch([
         "--config", str(CONFIGS / "segmentation_celebamask_resnet18.yaml"),
         "--model", "resnet18", "--pretrained", "false", "--data_root", str(data), "--output_dir", str(out),
-        "--batch_size", "4", "--max_steps", "3", "--base_size", "64", "--crop_size", "64", "--eval_size", "64",
+        "--train_batch_size", "4", "--max_train_steps", "3", "--base_size", "64", "--crop_size", "64", "--eval_size", "64",
         "--eval_batch_size", "2", "--val_fraction", "0.2", "--test_fraction", "0.2", "--log_every", "1",
     ], tmp)
     return out
@@ -139,7 +139,7 @@ def test_landmarks_run_from_the_parsing_backbone(parsing_run: Path, tmp_path: Pa
     _launch([
         "--config", str(CONFIGS / "landmarks_wflw_resnet50.yaml"),
         "--model", str(parsing_run / "model"), "--data_root", str(data), "--output_dir", str(out),
-        "--batch_size", "4", "--max_steps", "2", "--input_size", "64", "--heatmap_size", "16",
+        "--train_batch_size", "4", "--max_train_steps", "2", "--input_size", "64", "--heatmap_size", "16",
         "--eval_batch_size", "2",
     ], tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -164,7 +164,7 @@ def _distill_celebahq_config(tmp_path: Path, *flags: str) -> tuple[subprocess.Co
     result = subprocess.run([
         sys.executable, str(REPO / "recipes" / "distill.py"), "--config", str(CONFIGS / "celebahq_resnet18.yaml"),
         "--teacher", str(teacher), "--teacher_layer", "mid", "--data_root", str(data), "--output_dir", str(out),
-        "--image_size", "32", "--base_size", "32", "--crop_size", "32", "--eval_size", "32", "--batch_size", "2",
+        "--image_size", "32", "--base_size", "32", "--crop_size", "32", "--eval_size", "32", "--train_batch_size", "2",
         "--mixed_precision", "no", "--val_fraction", "0.2", "--test_fraction", "0.2", *flags,
     ], cwd=tmp_path, env=_recipe_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -174,7 +174,7 @@ def _distill_celebahq_config(tmp_path: Path, *flags: str) -> tuple[subprocess.Co
 def test_celebahq_distill_config_trains_decoder_g_on_parsing_masks(tmp_path: Path) -> None:
     """Part 3 fits together: recipes/configs/celebahq_resnet18.yaml (segmentation labels, FCN decoder g,
     spatial hint) runs on CelebAMask-HQ files through this task's loader (tiny random teacher, 32 px)."""
-    result, out = _distill_celebahq_config(tmp_path, "--max_steps", "2", "--log_every", "1")
+    result, out = _distill_celebahq_config(tmp_path, "--max_train_steps", "2", "--log_every", "1")
     assert "decoder=fcn" in result.stdout and "loss=hint" in result.stdout
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
     assert all(math.isfinite(entry["loss/decoder"]) for entry in logged if "loss/decoder" in entry)
@@ -186,8 +186,8 @@ def test_celebahq_distill_then_finetune_chain(tmp_path: Path) -> None:
     """`distill.py --config celebahq_resnet18.yaml --finetune true`: the downstream runs get the
     segmentation keys (data_root, sizes; no image_size / in_chans) and their cards name the task."""
     result, out = _distill_celebahq_config(
-        tmp_path, "--max_steps", "1", "--finetune", "true", "--finetune_max_steps", "1",
-        "--finetune_batch_size", "2", "--eval_batch_size", "2",
+        tmp_path, "--max_train_steps", "1", "--finetune", "true", "--finetune_max_train_steps", "1",
+        "--finetune_train_batch_size", "2", "--eval_batch_size", "2",
     )
     assert "downstream segmentation mIoU: distilled" in result.stdout and "vs  scratch" in result.stdout
     assert json.loads((out / "config.json").read_text())["scale_range"] == [1.0, 1.0]  # distillation: flips only

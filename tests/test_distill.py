@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from diffusers import UNet2DModel
 from torch import nn
 
-from repfusion_zoo.decoders import build_decoder
-from repfusion_zoo.distill import RepFusion, RepFusionOutput
+from repfusion_zoo.method.decoders import build_decoder
+from repfusion_zoo.method.distill import RepFusion, RepFusionOutput
 from repfusion_zoo.errors import ConfigError, InputError
 from repfusion_zoo.losses import build_distill_loss
 from repfusion_zoo.teachers import DiffusionTeacher
@@ -238,7 +238,7 @@ def test_class_conditional_teacher_gets_the_labels_through_its_map() -> None:
 
 
 def test_build_repfusion_sizes_from_the_teacher() -> None:
-    from repfusion_zoo.distill import build_repfusion
+    from repfusion_zoo.method.distill import build_repfusion
 
     rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy_kwargs={"timesteps": range(0, 1000, 50)})
     assert isinstance(rf.strategy, ReinforcePolicy) and rf.strategy.num_actions == 20

@@ -28,8 +28,8 @@ def _relative_l2(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 
 
 def test_two_gloo_processes_match_one_process(tmp_path, tiny_teacher):
-    flags = lambda out: tiny_flags(out, teacher=str(tiny_teacher), max_steps=8, strategy="fixed", t=10,
-                                   batch_size=32, lr=0.05)
+    flags = lambda out: tiny_flags(out, teacher=str(tiny_teacher), max_train_steps=8, strategy="fixed", t=10,
+                                   train_batch_size=32, learning_rate=0.05)
     one = run(accelerate_cmd("distill.py", flags(tmp_path / "one"), num_processes=1))
     two = run(accelerate_cmd("distill.py", flags(tmp_path / "two"), num_processes=2))
     assert "processes=2" in two.stdout and "processes=1" in one.stdout
@@ -57,9 +57,9 @@ def test_whole_offline_chain_on_two_processes(tmp_path):
     """Teacher training, distillation and both fine-tunes share one gloo group; eval is sharded, counted once."""
     from _recipes_common import TINY_TEACHER
 
-    args = ["--image_size", "8", "--student_kwargs", "{channels: [8, 16, 32, 64]}", "--teacher_max_steps", "2",
-            "--teacher_overrides", json.dumps(TINY_TEACHER), "--epochs", "1", "--max_steps", "2", "--batch_size", "32",
-            "--finetune_epochs", "1", "--finetune_max_steps", "2", "--finetune_batch_size", "32"]
+    args = ["--image_size", "8", "--student_kwargs", "{channels: [8, 16, 32, 64]}", "--teacher_max_train_steps", "2",
+            "--teacher_overrides", json.dumps(TINY_TEACHER), "--num_train_epochs", "1", "--max_train_steps", "2", "--train_batch_size", "32",
+            "--finetune_num_train_epochs", "1", "--finetune_max_train_steps", "2", "--finetune_train_batch_size", "32"]
     result = run(accelerate_cmd("distill.py", args, num_processes=2), cwd=tmp_path)
     assert "processes=2" in result.stdout and result.stdout.count("vs  scratch") == 1
     summary = json.loads((tmp_path / "outputs" / "offline_default" / "summary.json").read_text())

@@ -14,8 +14,8 @@ import torch
 
 from _recipes_common import PYTHON, RECIPES, env, tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo.data.subsets import LabelBudget, per_class_subset, read_indices
-from repfusion_zoo.decoders import build_decoder, decoder_task_loss
-from repfusion_zoo.distill import RepFusion
+from repfusion_zoo.method.decoders import build_decoder, decoder_task_loss
+from repfusion_zoo.method.distill import RepFusion
 from repfusion_zoo.losses import build_distill_loss
 from repfusion_zoo.timesteps import build_strategy
 
@@ -114,12 +114,18 @@ def test_label_budget_hides_unlabelled_labels_from_decoder_g():
     budget = LabelBudget(items, labelled=[1, 4])
     assert [budget[i]["label"] for i in range(6)] == [-1, 1, -1, -1, 1, -1]
 
-    class Teacher(torch.nn.Module):
-        feature_channels, in_channels, num_train_timesteps = 4, 3, 10
+    class Teacher(torch.nn.Module):  # the Teacher protocol (repfusion_zoo.teachers.Teacher), nothing more
+        feature_channels, in_channels, num_train_timesteps, layer, timesteps, time_conditioned = 4, 3, 10, "mid", None, True
+
+        def to_input(self, images):
+            return images * 2 - 1
 
         def feature(self, images, t, *, labels=None, index=None, flip=None):
             return images.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).expand(-1, 4, 2, 2) + t.view(-1, 1, 1, 1).float()
 
+    from repfusion_zoo.teachers import Teacher as TeacherProtocol
+
+    assert isinstance(Teacher(), TeacherProtocol)
     torch.manual_seed(0)
     rf = RepFusion(Teacher(), build_strategy("reinforce", in_chans=3, num_train_timesteps=10, timesteps=[0, 5]),
                    build_decoder("linear", 4, 3), build_distill_loss("hint", 4, 4))
@@ -192,13 +198,15 @@ def test_convergence_check_and_speed_from_validation_curves():
         "scratch": {"seeds": [0, 1], "val_curve": [[40.0, 60.0, 70.0], [42.0, 61.0, 70.4]], "seconds": [10, 12],
                     "timing": [{"finetune": {"train": 5.0, "validation": 1.0, "test": 1.0, "process": 9.0},
                                 "runner": {"knn": 1.0, "val": 0.5}}, None]},
-        "scratch_x2": {"seeds": [0], "val_curve": [[30, 50, 55, 60, 66, 70.8]], "seconds": [20]},
+        "scratch_x2": {"seeds": [0], "val_curve": [[[2, 50.0], [4, 60.0], [6, 70.8]]], "seconds": [20]},  # every 2 epochs
         "fixed_t300": {"seeds": [0, 1], "distill": [{}, {}], "val_curve": [[65.0, 70.3, 71.0], [60.0, 69.0, 70.0]],
                        "seconds": [30, 30]},
     }}
     text = "\n".join(convergence_lines(summary))
     assert "| fixed_t300 | 3 | 70.50 ± 0.71 | 2, never |" in text  # scratch's final val: 70.2
-    assert "scratch_x2 (6 epochs) − scratch (3 epochs) = +0.60" in text and "NOT converged" in text
+    assert "| scratch_x2 | 6 | 70.80 | 6 |" in text  # its curve carries its epochs
+    assert "scratch_x2 (6 epochs) − scratch (3 epochs) = +0.80 validation top-1, seeds [0]" in text  # seed 0 to seed 0
+    assert "NOT converged" in text
     table = timing_lines(summary)
     assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 |")  # start-up: 9 - 7 s
 

@@ -177,3 +177,21 @@ def test_cache_and_distill_run_on_latent_teachers(kind, sd_folder, dit_folder, t
                             max_train_steps=2, train_batch_size=4, augment=False, teacher_cache=str(tmp_path / "cache")))
     for run in ("run", "cached"):
         assert (tmp_path / run / "backbone" / "model.safetensors").is_file()
+
+
+def test_every_teacher_implements_the_protocols(sd_folder, dit_folder, tmp_path):
+    """What RepFusion asks of a teacher (`Teacher`) and what a cache is built from (`CacheableTeacher`)."""
+    from repfusion_zoo.cache import CacheableTeacher
+    from repfusion_zoo.teachers import SupervisedTeacher, Teacher
+    from test_distill import _teacher
+
+    online = [_teacher(), load_teacher(str(sd_folder), image_size=IMAGE), load_teacher(str(dit_folder), image_size=IMAGE)]
+    assert all(isinstance(t, Teacher) and isinstance(t, CacheableTeacher) for t in online)
+    assert all(t.timesteps is None and t.time_conditioned for t in online)
+    supervised = SupervisedTeacher("resnet18_cifar")
+    assert isinstance(supervised, Teacher) and not isinstance(supervised, CacheableTeacher)
+    from repfusion_zoo.cache.describe import describe_cache
+
+    with pytest.raises(ConfigError, match="diffusion teacher"):
+        describe_cache(supervised, None, timesteps="0", dataset_spec="x", split="train", indices=None, views=["identity"],
+                       dtype="float16", pooled=False, teacher_source=None)

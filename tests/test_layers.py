@@ -16,11 +16,11 @@ MAX_LINES = 400
 #: package's `__init__` (the re-exports users import), above everything in the package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "version", "atomic", "modes", "distributed")),
-    ("blocks", ("models", "normalize", "losses", "decoders", "timesteps", "data", "metrics", "visualize")),
+    ("blocks", ("models", "normalize", "losses", "timesteps", "data", "metrics", "visualize")),
     ("weights I/O", ("hub",)),
     ("zoo", ("zoo",)),
     ("teachers", ("cache", "teachers")),
-    ("method", ("distill", "distill_model", "heads", "tasks", "policy_report", "probe")),
+    ("method", ("method", "heads", "tasks")),
     ("training", ("training",)),
     ("pipelines", ("pipelines", "experiments")),
     ("interface", ("cli", "__main__", "")),

@@ -12,7 +12,7 @@ from diffusers import UNet2DModel
 from test_teachers import _tiny_unet  # the same tiny seeded UNet as the teacher tests
 
 from repfusion_zoo.cli import main
-from repfusion_zoo.probe import probe_timesteps, spectrum, write_probe
+from repfusion_zoo.method.probe import probe_timesteps, spectrum, write_probe
 from repfusion_zoo.teachers import DiffusionTeacher
 
 
@@ -30,7 +30,7 @@ def test_spectrum_of_known_matrices():
 
 
 def test_probe_on_digits_writes_json_and_png(tiny_unet, tmp_path):
-    from repfusion_zoo.probe import _load_images
+    from repfusion_zoo.method.probe import _load_images
 
     teacher = DiffusionTeacher(tiny_unet)
     images, labels = _load_images("digits", teacher, "test", 80, seed=0)

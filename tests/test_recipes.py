@@ -25,9 +25,9 @@ def _one_thread(monkeypatch):
 
 def test_offline_default_shortened_runs_whole_chain(tmp_path):
     """`accelerate launch recipes/distill.py` + size flags, from a foreign cwd: teacher -> distill -> 2 fine-tunes."""
-    args = ["--image_size", "8", "--student_kwargs", "{channels: [8, 16, 32, 64]}", "--teacher_max_steps", "2",
-            "--teacher_overrides", json.dumps(TINY_TEACHER), "--epochs", "1", "--max_steps", "3", "--batch_size", "32",
-            "--finetune_epochs", "1", "--finetune_max_steps", "3", "--finetune_batch_size", "32", "--report_to", "tensorboard"]
+    args = ["--image_size", "8", "--student_kwargs", "{channels: [8, 16, 32, 64]}", "--teacher_max_train_steps", "2",
+            "--teacher_overrides", json.dumps(TINY_TEACHER), "--num_train_epochs", "1", "--max_train_steps", "3", "--train_batch_size", "32",
+            "--finetune_num_train_epochs", "1", "--finetune_max_train_steps", "3", "--finetune_train_batch_size", "32", "--report_to", "tensorboard"]
     result = run(accelerate_cmd("distill.py", args), cwd=tmp_path)
     out = tmp_path / "outputs" / "offline_default"  # relative to the cwd, not the repo
     assert "distilled" in result.stdout and "vs  scratch" in result.stdout, result.stdout[-2000:]
@@ -78,7 +78,7 @@ def test_distill_push_to_hub_then_create_model(tmp_path, tiny_teacher, hub_serve
         assert set(saved) <= set(state)
         assert all(torch.equal(saved[k], state[k]) for k in saved)
     # the publish recipe prints the pinned revision too
-    push_recipe.main(["--folder", result["backbone_dir"], "--repo_id", repo + "-2"])
+    push_recipe.main(["--folder", result["backbone_dir"], "--hub_model_id", repo + "-2"])
     # the published card's snippet names the repo it is in (resnet18_cifar: with `import repfusion_zoo`)
     from huggingface_hub import hf_hub_download
 
@@ -134,7 +134,7 @@ def test_corrupt_image_is_a_counted_skip(tmp_path):
     (data / "train" / "a" / "broken.png").write_bytes(b"not an image at all")
     cfg = finetune.load_finetune_config(["--model", "resnet18_cifar", "--pretrained", "false", "--model_kwargs",
                                          "{channels: [8, 16, 32, 64]}", "--dataset", str(data), "--image_size", "8",
-                                         "--batch_size", "4", "--epochs", "1", "--output_dir", str(tmp_path / "ft")])
+                                         "--train_batch_size", "4", "--num_train_epochs", "1", "--output_dir", str(tmp_path / "ft")])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = finetune.finetune(cfg)
@@ -158,7 +158,7 @@ def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):
     from repfusion_zoo.pipelines import distill
 
     first = distill.distill(distill.load_distill_config(tiny_flags(tmp_path / "a", teacher=str(tiny_teacher), max_train_steps=1)))
-    cfg = distill.load_distill_config(tiny_flags(tmp_path / "b", teacher=first["backbone_dir"], max_steps=2,
+    cfg = distill.load_distill_config(tiny_flags(tmp_path / "b", teacher=first["backbone_dir"], max_train_steps=2,
                                                  teacher_type="supervised", teacher_layer="", strategy="fixed",
                                                  decoder="none"))
     result = distill.distill(cfg)
@@ -241,8 +241,8 @@ def test_finetune_scores_the_validation_subset_every_epoch_and_times_its_phases(
     cfg = finetune.load_finetune_config(["--model", "resnet18_cifar", "--pretrained", "false", "--model_kwargs",
                                          "{channels: [8, 16, 32, 64]}", "--dataset", str(data), "--image_size", "8",
                                          "--train_subset", str(_write(tmp_path / "train.json", [2, 3, 4, 5, 8, 9, 10, 11])),
-                                         "--val_subset", str(val), "--eval_every", "1", "--batch_size", "4",
-                                         "--epochs", "3", "--output_dir", str(tmp_path / "ft")])
+                                         "--val_subset", str(val), "--eval_every", "1", "--train_batch_size", "4",
+                                         "--num_train_epochs", "3", "--output_dir", str(tmp_path / "ft")])
     finetune.finetune(cfg)
     epochs = [json.loads(line) for line in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
     assert len(epochs) == 3 and all("val/top1" in e and "eval/top1" not in e for e in epochs)

@@ -101,8 +101,8 @@ def recipe():
 
 def _model(recipe, **options):
     from repfusion_zoo import create_model
-    from repfusion_zoo.decoders import build_decoder
-    from repfusion_zoo.distill import RepFusion
+    from repfusion_zoo.method.decoders import build_decoder
+    from repfusion_zoo.method.distill import RepFusion
     from repfusion_zoo.losses import build_distill_loss
     from repfusion_zoo.timesteps import build_strategy
     from test_distill import _teacher

@@ -183,3 +183,11 @@ def test_every_strategy_uses_the_timestep_set() -> None:
             assert len(drawn) > 1
     with pytest.raises(ConfigError, match="not in the time-step set"):
         build_strategy("fixed", t=50, num_train_timesteps=1000, timesteps="0,100,500")
+
+
+@pytest.mark.parametrize("spec", [None, "", "all", "All", " ALL "])
+def test_one_rule_for_every_time_step(spec):
+    from repfusion_zoo.timesteps import means_all
+
+    assert means_all(spec) and parse_timesteps(spec, 5) == [0, 1, 2, 3, 4]
+    assert not means_all("0,10") and not means_all([0])

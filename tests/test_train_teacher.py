@@ -122,7 +122,7 @@ def test_resume_across_an_epoch_boundary_is_bit_exact(tmp_path: Path):
     whole = tt.main([*flags, "--output_dir", str(tmp_path / "a" / "teacher")])
     shutil.copytree(tmp_path / "a" / "teacher.run", tmp_path / "b" / "teacher.run")
     assert sorted(p.name for p in (tmp_path / "b" / "teacher.run").iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-3"]
-    resumed = tt.main([*flags, "--output_dir", str(tmp_path / "b" / "teacher"), "--resume", "auto"])  # the short alias and value
+    resumed = tt.main([*flags, "--output_dir", str(tmp_path / "b" / "teacher"), "--resume_from_checkpoint", "auto"])  # 'auto' = 'latest'
     weights = "unet/diffusion_pytorch_model.safetensors"
     assert (whole / weights).read_bytes() == (resumed / weights).read_bytes()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repfusion_zoo.distill import RepFusion, build_repfusion
+from repfusion_zoo.method.distill import RepFusion, build_repfusion
 from repfusion_zoo.errors import ConfigError
 from repfusion_zoo.losses import HintLoss, TimeConditionedConnector, build_distill_loss
 from repfusion_zoo.timesteps import EveryTimestep, ReinforcePolicy, build_strategy

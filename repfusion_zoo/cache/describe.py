@@ -3,11 +3,10 @@ teacher (weights hash) and of the items (dataset fingerprint, cached indices).""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import ConfigError, DatasetError
 from ..normalize import minus_one_one
@@ -17,10 +16,34 @@ from .fingerprint import array_sha256, dataset_fingerprint, teacher_sha256
 from .layout import DTYPES, INDICES, VIEWS
 from .manifest import FORMAT_VERSION, CacheManifest
 
-__all__ = ["describe_cache", "check_views", "indices_to_cache", "finished_now", "NORMALIZATION"]
+__all__ = ["CacheableTeacher", "describe_cache", "check_views", "indices_to_cache", "finished_now", "NORMALIZATION"]
 
 #: how dataset images ([0, 1]) become teacher inputs
 NORMALIZATION = "x*2-1"
+
+
+@runtime_checkable
+class CacheableTeacher(Protocol):
+    """What a feature cache is built from: an online diffusion teacher (`repfusion_zoo.teachers`:
+    `DiffusionTeacher`, `LatentUNetTeacher`, `TransformerTeacher`)."""
+
+    #: T: the cached time steps lie in 0..T-1
+    num_train_timesteps: int
+    #: where the feature is taken
+    layer: str
+    #: feeds x_t instead of the clean image (then its features are random: no cache)
+    noise: bool
+    #: takes class labels (through ``class_map``, dataset label -> model class id)
+    class_conditional: bool
+    class_map: torch.Tensor | None
+    #: where it was loaded from (a folder or Hub id), for records
+    source: str
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, VAE, conditioning and layer: what a cache manifest records besides the weights' hash."""
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, C, H, W]`` in [-1, 1], ``t [B]`` -> ``[B, C', h, w]``."""
 
 
 def check_views(views: Sequence[str]) -> list[str]:
@@ -49,19 +72,19 @@ def indices_to_cache(indices: Sequence[int] | np.ndarray | None, dataset_size: i
     return array
 
 
-def _probe_feature(teacher: nn.Module, image: torch.Tensor, t: int, pooled: bool) -> tuple[int, ...]:
+def _probe_feature(teacher: CacheableTeacher, image: torch.Tensor, t: int, pooled: bool) -> tuple[int, ...]:
     """Feature shape of one image at one t (one teacher pass)."""
     device = next(teacher.parameters()).device
-    labels = torch.zeros(1, dtype=torch.long, device=device) if getattr(teacher, "class_conditional", False) else None
+    labels = torch.zeros(1, dtype=torch.long, device=device) if teacher.class_conditional else None
     feature = teacher(minus_one_one(image[None].to(device)), torch.tensor([t], device=device), class_labels=labels)
     return tuple(feature.shape[1:2]) if pooled else tuple(feature.shape[1:])
 
 
-def _check_teacher(teacher: nn.Module, dataset: Any) -> None:
-    if not hasattr(teacher, "num_train_timesteps") or not hasattr(teacher, "describe"):
+def _check_teacher(teacher: Any, dataset: Any) -> None:
+    if not isinstance(teacher, CacheableTeacher):
         raise ConfigError(f"the teacher cache takes a diffusion teacher (repfusion_zoo.teachers.load_teacher), "
                           f"got {type(teacher).__name__}")
-    if getattr(teacher, "noise", False):
+    if teacher.noise:
         raise ConfigError("the teacher adds noise (noise=True): its features are random, a cache cannot hold them; "
                           "build the cache with a clean-input teacher (--teacher_noise false, the paper's setting)")
     if getattr(dataset, "augmentation", None) is not None:
@@ -70,7 +93,7 @@ def _check_teacher(teacher: nn.Module, dataset: Any) -> None:
 
 
 def describe_cache(
-    teacher: nn.Module,
+    teacher: CacheableTeacher,
     dataset: Any,
     *,
     timesteps: Any,
@@ -90,12 +113,12 @@ def describe_cache(
     t_values = parse_timesteps(timesteps, teacher.num_train_timesteps)
     first = dataset[0 if indices is None else int(indices[0])]["image"]
     count = len(dataset) if indices is None else len(indices)
-    class_map = getattr(teacher, "class_map", None)
+    class_map = teacher.class_map
     return CacheManifest(
         format_version=FORMAT_VERSION, code_version=__version__,
-        teacher=str(teacher_source or getattr(teacher, "source", "") or "in-memory teacher"),
+        teacher=str(teacher_source or teacher.source or "in-memory teacher"),
         teacher_sha256=teacher_sha256(teacher), layer=str(teacher.layer), noise=False,
-        class_conditional=bool(getattr(teacher, "class_conditional", False)),
+        class_conditional=bool(teacher.class_conditional),
         class_map=None if class_map is None else [int(v) for v in class_map.tolist()],
         timesteps=t_values, views=check_views(views), dataset=str(dataset_spec), split=str(split),
         dataset_fingerprint=dataset_fingerprint(dataset), dataset_size=len(dataset),

@@ -2,9 +2,9 @@
 gets there, and where an arm-seed's time went.
 
 Every arm-seed's fine-tune scores the validation subset (labelled train images, never the test
-split) every `eval_every` epochs: its `val_curve`. From those:
-- the convergence check: scratch against every other scratch arm (``distill: false``) with a longer
-  schedule (e.g. twice as long): the difference of their final validation top-1;
+split) every `eval_every` epochs: its `val_curve`, ``[[epoch, top-1], ...]``. From those:
+- the convergence check: every scratch arm (``distill: false``) against the scratch arm whose
+  schedule is twice as long, on the seeds both ran: the gain of the final validation top-1;
 - convergence speed: the first epoch at which each arm-seed's validation top-1 reaches scratch's
   final one (mean over scratch's seeds), a benefit of its own, reported beside the final accuracy.
 """
@@ -19,24 +19,48 @@ __all__ = ["epochs_to_reach", "convergence_lines", "timing_lines"]
 CONVERGED_WITHIN = 0.5
 
 
-def _final(curves: Sequence[Sequence[float] | None]) -> list[float]:
-    return [curve[-1] for curve in curves if curve]
+Curve = Sequence[Sequence[float]]
+
+
+def points(curve: Sequence[Any] | None) -> list[tuple[int, float]]:
+    """``[(epoch, top-1), ...]`` of a curve; a plain list of values (results written before the curve
+    carried its epochs) is one value an epoch."""
+    if not curve:
+        return []
+    if isinstance(curve[0], (int, float)):
+        return [(epoch, float(v)) for epoch, v in enumerate(curve, start=1)]
+    return [(int(e), float(v)) for e, v in curve]
+
+
+def _final(curves: Sequence[Curve | None]) -> list[float]:
+    return [points(curve)[-1][1] for curve in curves if curve]
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def epochs_to_reach(curve: Sequence[float] | None, target: float) -> int | None:
-    """The first epoch (1-based, one value an epoch) whose validation top-1 is >= `target`; None if none is."""
-    for epoch, value in enumerate(curve or [], start=1):
+def epochs_to_reach(curve: Curve | None, target: float) -> int | None:
+    """The first epoch (1-based) whose validation top-1 is >= `target`; None if none is."""
+    for epoch, value in points(curve):
         if value >= target:
             return epoch
     return None
 
 
-def _scratch_arms(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: arm for name, arm in summary["arms"].items() if not arm.get("distill") and _final(arm.get("val_curve", []))}
+def _epochs(arm: dict[str, Any]) -> int:
+    """An arm's schedule length: the last epoch of its first curve."""
+    return points(next(c for c in arm["val_curve"] if c))[-1][0]
+
+
+def _scratch_arms(summary: dict[str, Any]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Scratch arms (no distillation) with curves, by schedule length."""
+    arms = {name: arm for name, arm in summary["arms"].items() if not arm.get("distill") and _final(arm.get("val_curve", []))}
+    return {_epochs(arm): (name, arm) for name, arm in arms.items()}
+
+
+def _final_by_seed(arm: dict[str, Any]) -> dict[int, float]:
+    return {seed: points(curve)[-1][1] for seed, curve in zip(arm["seeds"], arm["val_curve"]) if curve}
 
 
 def convergence_lines(summary: dict[str, Any]) -> list[str]:
@@ -55,16 +79,21 @@ def convergence_lines(summary: dict[str, Any]) -> list[str]:
         reached = [epochs_to_reach(curve, target) for curve in curves if curve]
         cells = ", ".join("never" if e is None else str(e) for e in reached)
         spread = f" ± {statistics.stdev(finals):.2f}" if len(finals) > 1 else ""
-        lines.append(f"| {name} | {len(curves[0])} | {statistics.fmean(finals):.2f}{spread} | {cells} |")
+        lines.append(f"| {name} | {_epochs(arm)} | {statistics.fmean(finals):.2f}{spread} | {cells} |")
     lines += ["", f"Scratch's final validation top-1: {target:.2f} (mean over its seeds)."]
-    for name, arm in _scratch_arms(summary).items():
-        longer = arm.get("val_curve", [[]])[0]
-        if name == "scratch" or len(longer) <= len(scratch["val_curve"][0]):
+    by_length = _scratch_arms(summary)
+    for epochs, (name, arm) in sorted(by_length.items()):
+        if 2 * epochs not in by_length:
             continue
-        gain = _mean(_final(arm["val_curve"])) - target
+        longer_name, longer = by_length[2 * epochs]
+        short, long = _final_by_seed(arm), _final_by_seed(longer)
+        seeds = sorted(set(short) & set(long))
+        if not seeds:
+            continue
+        gain = statistics.fmean(long[s] - short[s] for s in seeds)
         verdict = "converged" if gain <= CONVERGED_WITHIN else "NOT converged"
-        lines.append(f"Convergence check: {name} ({len(longer)} epochs) − scratch ({len(scratch['val_curve'][0])} epochs) "
-                     f"= {gain:+.2f} validation top-1 (converged when ≤ {CONVERGED_WITHIN}): {verdict}.")
+        lines.append(f"Convergence check: {longer_name} ({2 * epochs} epochs) − {name} ({epochs} epochs) = {gain:+.2f} "
+                     f"validation top-1, seeds {seeds} (converged when ≤ {CONVERGED_WITHIN}): {verdict}.")
     return lines
 
 

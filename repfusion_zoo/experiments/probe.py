@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..cache import FeatureCache
-from ..probe import linear_probe_accuracy
+from ..method.probe import linear_probe_accuracy
 
 __all__ = ["probe_timestep"]
 

@@ -28,7 +28,7 @@ from ..cache import FeatureCache, build_feature_cache
 from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
-from ..pipelines.shared import TIMING_FILE, write_timing
+from ..training.records import TIMING_FILE, write_timing
 from ..teachers import load_teacher
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
@@ -175,10 +175,11 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
     return result
 
 
-def epoch_values(folder: Path, key: str) -> list[float]:
-    """`key` of every epoch record of a run's `log.jsonl` that has it (e.g. the validation curve)."""
+def epoch_values(folder: Path, key: str) -> list[list[float]]:
+    """``[[epoch (1-based), value], ...]``: `key` of every epoch record of a run's `log.jsonl` that has it
+    (e.g. the validation curve, scored every `eval_every` epochs)."""
     epochs = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
-    return [float(e[key]) for e in epochs if key in e]
+    return [[int(e["epoch"]) + 1, float(e[key])] for e in epochs if key in e]
 
 
 def recipe_timing(folder: Path) -> dict[str, float]:

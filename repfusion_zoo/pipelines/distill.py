@@ -21,23 +21,25 @@ from torch.utils.data import DataLoader, Subset
 
 from ..data.base import unaugmented
 from ..data.subsets import LabelBudget, read_indices
-from ..distill import RepFusion, build_repfusion
-from ..distill_model import DistillModel
+from ..method.distill import RepFusion, build_repfusion
+from ..method.distill_model import DistillModel
 from ..errors import ConfigError
 from ..hub import push_to_hub
 from ..modes import evaluating
-from ..policy_report import timestep_report
+from ..method.policy_report import timestep_report
 from ..tasks import TASKS, get_task
 from ..teachers import SupervisedTeacher
 from ..teachers.cached import CachedTeacher, check_cache_for_run
+from ..timesteps import means_all
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
                         lr_schedule, plot_timestep_histograms, seed_everything)
-from ..training.config import canonical, extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
+from ..training.config import extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
 from ..training.data import collate
+from ..training.records import write_timing
 from ..zoo import create_model, save_pretrained
 from . import train_teacher as teacher_pipeline
 from .finetune import finetune, load_finetune_config
-from .shared import RECIPE_CONFIGS, architecture_of, diffusion_teacher, end_processes, main_print, write_timing
+from .shared import RECIPE_CONFIGS, architecture_of, diffusion_teacher, end_processes, main_print
 
 __all__ = ["DistillConfig", "load_distill_config", "distill", "build_teacher", "build_student", "repfusion_from_config",
            "finetune_settings", "main"]
@@ -121,7 +123,7 @@ class DistillConfig(TrainConfig):
 def _schema(task_name: str) -> type:
     """DistillConfig plus the task's data keys it does not already have."""
     fields = set(to_dict(DistillConfig()))
-    defaults = canonical(get_task(task_name).default_config(), "task defaults")
+    defaults = get_task(task_name).default_config()
     extra = {k: v for k, v in defaults.items() if k not in fields}
     return extend_schema(DistillConfig, extra)
 
@@ -182,9 +184,9 @@ def feature_channels(module: nn.Module, in_chans: int, size: int, **kwargs: Any)
 
 
 def repfusion_from_config(cfg: Any, teacher: nn.Module, student_channels: int, num_classes: int) -> RepFusion:
-    """RepFusion around `teacher` from the config's names (`repfusion_zoo.distill.build_repfusion`):
+    """RepFusion around `teacher` from the config's names (`repfusion_zoo.method.build_repfusion`):
     the time-step strategy, decoder g (`num_classes` outputs) and the distillation loss."""
-    strategy_kwargs: dict[str, Any] = {} if cfg.timesteps == "all" else {"timesteps": cfg.timesteps}
+    strategy_kwargs: dict[str, Any] = {} if means_all(cfg.timesteps) else {"timesteps": cfg.timesteps}
     if cfg.strategy == "fixed":
         strategy_kwargs["t"] = cfg.t
     if cfg.strategy == "reinforce":
@@ -209,7 +211,7 @@ def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:
 
 
 def report_timesteps(cfg: Any, repfusion: nn.Module, train_set: Any, device: torch.device) -> dict[str, Any] | None:
-    """`repfusion_zoo.policy_report.timestep_report` on up to 1000 labelled train images, un-augmented
+    """`repfusion_zoo.method.timestep_report` on up to 1000 labelled train images, un-augmented
     (classification with a decoder g only; None otherwise)."""
     if not cfg.timestep_report or cfg.task != "classification" or repfusion.decoder is None:
         return None
@@ -227,7 +229,7 @@ def save_outputs(cfg: Any, student: nn.Module, trainer: Trainer, backbone_dir: P
     save_pretrained(student, backbone_dir, architecture=architecture_of(student, cfg.student),
                     model_name=cfg.model_name or None,
                     card={"origin": "distilled", "teacher": cfg.teacher or f"recipes/train_teacher.py ({cfg.teacher_config})",
-                          "dataset": cfg.dataset, "recipe": _command(cfg),
+                          "dataset": cfg.dataset, "recipe": recipe_command(),
                           "input_size": (cfg.in_chans, cfg.image_size, cfg.image_size)})
     plot = plot_timestep_histograms(trainer.epochs_history(), out / "timesteps.png")
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
@@ -268,7 +270,7 @@ def distill(cfg: Any, *, configs: Path = RECIPE_CONFIGS) -> dict[str, Any]:
     optimizer = build_optimizer([*student.parameters(), *repfusion.trainable_parameters()], cfg)
     loader = trainer.train_loader(train_set)
     wrapped, _, _ = trainer.prepare(model, optimizer, loader, lr_schedule(cfg), tracker_config=values)
-    num_t = int(getattr(teacher, "num_train_timesteps", 1000))
+    num_t = int(teacher.num_train_timesteps)
 
     def step(model: nn.Module, batch: dict[str, Any], progress: float) -> StepOutput:
         out = model(batch["image"], batch.get(cfg.label_key), progress, batch.get("index"), batch.get("flip"))
@@ -353,7 +355,8 @@ def compare_downstream(cfg: Any, backbone_dir: Path) -> dict[str, Any]:
     return {"downstream": {name: {"metrics": r["metrics"], "model_dir": r["model_dir"]} for name, r in results.items()}}
 
 
-def _command(cfg: Any) -> str:
+def recipe_command() -> str:
+    """This run's command line, as a card records it."""
     return "accelerate launch recipes/distill.py " + " ".join(sys.argv[1:])
 
 

@@ -20,9 +20,10 @@ from ..hub import push_to_hub, update_card_metrics
 from ..tasks import TASKS, get_task
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
                         evaluate, lr_schedule, seed_everything)
-from ..training.config import canonical, extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
+from ..training.config import extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
+from ..training.records import write_timing
 from ..zoo import save_pretrained
-from .shared import architecture_of, end_processes, write_timing
+from .shared import architecture_of, end_processes
 
 __all__ = ["FinetuneConfig", "load_finetune_config", "finetune", "card_fields", "main"]
 
@@ -48,8 +49,8 @@ class FinetuneConfig(TrainConfig):
 
 def load_finetune_config(argv: Sequence[str] | None = None, *, overrides: dict[str, Any] | None = None) -> Any:
     """The finetune config for `argv`, with the chosen task's default keys merged in; `overrides`
-    (canonical names or their aliases) are set last."""
-    overrides = canonical(overrides or {}, "finetune overrides")
+    are set last."""
+    overrides = dict(overrides or {})
     task_name = str(peek(argv, "task", default=overrides.get("task", "classification")))
     task_cls = get_task(task_name)
     cfg = load_config(FinetuneConfig, argv, extra_defaults=task_cls.default_config())

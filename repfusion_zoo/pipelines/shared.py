@@ -1,5 +1,5 @@
 """What more than one recipe body needs: where the recipes' configs are, the teacher a run names,
-the architecture a saved backbone records, where a run's time went, and the end of a recipe's processes."""
+the architecture a saved backbone records, and the end of a recipe's processes."""
 from __future__ import annotations
 
 import json
@@ -13,12 +13,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..teachers import load_teacher, tinyimagenet_class_map
 
-__all__ = ["RECIPE_CONFIGS", "TIMING_FILE", "end_processes", "main_print", "architecture_of", "diffusion_teacher",
-           "write_timing"]
-
-#: ``output_dir/timing.json``: seconds of a run's phases (``train``, ``validation``, ``test``, ...);
-#: the rest of a recipe process's wall time is start-up (imports, data, model) and saving
-TIMING_FILE = "timing.json"
+__all__ = ["RECIPE_CONFIGS", "end_processes", "main_print", "architecture_of", "diffusion_teacher"]
 
 #: ``recipes/configs`` of a source checkout or an unpacked source distribution (beside the package):
 #: the recipes' default files and the teacher configs distillation trains from. Each recipe script
@@ -35,11 +30,6 @@ def main_print(*args: Any) -> None:
     """Print on the main process only (before an Accelerator exists: RANK from the launcher)."""
     if int(os.environ.get("RANK", "0") or 0) == 0:
         print(*args, flush=True)
-
-
-def write_timing(output_dir: Path, seconds: dict[str, float]) -> None:
-    """`TIMING_FILE` in `output_dir`: each phase's seconds, rounded to 0.1 s."""
-    (Path(output_dir) / TIMING_FILE).write_text(json.dumps({k: round(v, 1) for k, v in seconds.items()}, indent=2))
 
 
 def architecture_of(backbone: Any, source: str) -> str:

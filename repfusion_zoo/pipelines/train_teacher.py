@@ -35,7 +35,7 @@ from ..data import build_dataset
 from ..errors import ConfigError, InputError
 from ..normalize import minus_one_one
 from ..training import LoopSettings, StepOutput, Trainer, configure_cpu_threads
-from ..training.config import canonical, format_help, load_config, opt, to_dict, wants_help
+from ..training.config import format_help, load_config, opt, to_dict, wants_help
 from .shared import RECIPE_CONFIGS, end_processes
 
 __all__ = ["TeacherConfig", "train_teacher", "loop_settings", "build_unet", "build_noise_scheduler", "diffusion_loss",
@@ -179,9 +179,8 @@ def reusable(cfg: TeacherConfig) -> bool:
 
 
 def config_key_from(saved: dict[str, Any]) -> dict[str, Any]:
-    """`config_key` of a saved `teacher_config.json` (keys it lacks read as None; short alias names read as theirs)."""
+    """`config_key` of a saved `teacher_config.json` (keys it lacks read as None)."""
     fields = config_key(TeacherConfig())
-    saved = canonical(saved, "teacher_config.json")
     key = {k: saved.get(k) for k in fields}
     key["mixed_precision"] = run_precision(key["mixed_precision"])
     return key

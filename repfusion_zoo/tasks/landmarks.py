@@ -35,7 +35,6 @@ class LandmarksTask(Task):
     #: WFLW's left/right point permutation (the mirror of point i is point flip_index[i])
     flip_index: tuple[int, ...] = FLIP_INDEX
     main_metric = "NME"
-    higher_is_better = False
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         self.model_kwargs: dict[str, Any] = {}

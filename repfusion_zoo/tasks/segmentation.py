@@ -57,7 +57,6 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     main_metric = "mIoU"
-    higher_is_better = True
 
     def __init__(self, cfg: Mapping[str, Any] | None = None) -> None:
         self.model_kwargs: dict[str, Any] = {}

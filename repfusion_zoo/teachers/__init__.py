@@ -1,5 +1,6 @@
 """Frozen feature teachers: diffusion UNets and transformers (encoder-only), a feature cache in their place, and supervised CNNs.
 
+- protocol.py: `Teacher`, what every part asks of a teacher (a cache asks `repfusion_zoo.cache.CacheableTeacher`)
 - load.py: `load_teacher` (a folder or Hub id -> the teacher its files describe), `teacher_kind`
 - diffusion.py: `DiffusionTeacher` (a diffusers UNet2DModel run to a named layer); unet_files.py: `load_unet`
 - latent.py: `LatentUNetTeacher` (VAE encoder + a UNet2DConditionModel's encoder half, fixed conditioning)
@@ -19,11 +20,13 @@ from .cached import CachedTeacher, check_cache_for_run
 from .diffusion import DiffusionTeacher
 from .latent import LatentUNetTeacher, save_conditioning
 from .load import TEACHER_KINDS, load_teacher, teacher_kind
+from .protocol import Teacher
 from .supervised import SupervisedTeacher
 from .transformer import TransformerTeacher
 from .unet_files import load_unet
 
 __all__ = [
+    "Teacher",
     "load_teacher",
     "teacher_kind",
     "TEACHER_KINDS",

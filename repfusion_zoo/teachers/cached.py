@@ -18,7 +18,7 @@ from torch import nn
 from ..cache import CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
 from ..errors import CacheMismatchError, InputError
 from ..normalize import minus_one_one
-from ..timesteps import parse_timesteps
+from ..timesteps import means_all, parse_timesteps
 
 __all__ = ["CachedTeacher", "check_cache_for_run"]
 
@@ -115,11 +115,11 @@ def check_cache_for_run(cache: CachedTeacher, *, teacher: nn.Module, dataset: An
             f"with {augmentation.name!r}; distil with flips only (crop_padding 0) or without --teacher_cache"
         )
     manifest = cache.manifest
-    steps = manifest.timesteps if str(timesteps).strip().lower() in ("", "all") else parse_timesteps(timesteps, cache.num_train_timesteps)
+    steps = manifest.timesteps if means_all(timesteps) else parse_timesteps(timesteps, cache.num_train_timesteps)
     expected: dict[str, Any] = {
         "teacher_sha256": teacher_sha256(teacher),
-        "layer": getattr(teacher, "layer", manifest.layer),
-        "noise": bool(getattr(teacher, "noise", False)),
+        "layer": teacher.layer,
+        "noise": bool(teacher.noise),
         "image_size": int(teacher.sample_size[0]),
         "in_chans": int(teacher.in_channels),
         "split": "train",

@@ -74,6 +74,7 @@ class DiffusionTeacher(nn.Module):
     #: what `to_input` gives: [-1, 1]; the time step is part of its input
     expects = "minus_one_one"
     time_conditioned = True
+    timesteps = None  # every one of 0..T-1
 
     def __init__(
         self,

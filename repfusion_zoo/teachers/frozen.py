@@ -20,6 +20,7 @@ class FrozenTeacher(nn.Module):
     class_conditional = False
     class_map = None
     noise = False  # clean input only (the paper's setting; a cache needs it)
+    timesteps = None  # every one of 0..T-1
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         """Always eval: the teacher is frozen."""

@@ -50,6 +50,7 @@ class SupervisedTeacher(nn.Module):
     time_conditioned = False
     #: only t = 0 is meaningful (t is ignored): pair it with a fixed time step
     num_train_timesteps = 1
+    timesteps = None
 
     def __init__(self, model: nn.Module | str, layer: int | None = None, weights: str | Path | None = None) -> None:
         super().__init__()

@@ -25,7 +25,7 @@ sends gradients into the image or anything upstream of it.
 """
 from __future__ import annotations
 
-from .base import TimestepSample, TimestepSpec, TimestepStrategy, parse_timesteps
+from .base import TimestepSample, TimestepSpec, TimestepStrategy, means_all, parse_timesteps
 from .build import build_strategy
 from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import BASELINES, DEFAULT_BASELINE, ReinforcePolicy, entropy_weight_at
@@ -40,6 +40,7 @@ __all__ = [
     "EveryTimestep",
     "build_strategy",
     "parse_timesteps",
+    "means_all",
     "entropy_weight_at",
     "BASELINES",
     "DEFAULT_BASELINE",

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["TimestepSample", "TimestepSpec", "TimestepStrategy", "parse_timesteps", "check_images", "steps_text"]
+__all__ = ["TimestepSample", "TimestepSpec", "TimestepStrategy", "parse_timesteps", "means_all", "check_images", "steps_text"]
 
 
 @dataclass
@@ -59,6 +59,12 @@ class TimestepStrategy(Protocol):
         """Its losses for a sample and the per-sample reward ``[B]``; ``{}`` when it does not learn."""
 
 
+def means_all(spec: TimestepSpec) -> bool:
+    """The one rule for "every time step there is" (of the teacher, or of a cache): None, ``""`` or
+    ``"all"`` in any case and spacing."""
+    return spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all"))
+
+
 def parse_timesteps(spec: TimestepSpec, num_train_timesteps: int) -> list[int]:
     """The finite action set of time steps, sorted: the ``timesteps:`` key of every strategy and of the cache.
 
@@ -66,7 +72,7 @@ def parse_timesteps(spec: TimestepSpec, num_train_timesteps: int) -> list[int]:
     (Python's ``range``, e.g. ``"0:1000:50"``); a comma list ``"0,10,50"``; or a sequence of ints.
     Every entry must lie in 0..T-1 and appear once (:class:`ConfigError` otherwise).
     """
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
+    if means_all(spec):
         return list(range(num_train_timesteps))
     if isinstance(spec, str):
         text = spec.strip().strip("[]")

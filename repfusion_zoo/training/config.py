@@ -4,8 +4,8 @@ Precedence: dataclass defaults < task defaults < YAML file (and its `base:` chai
 Every key is a flat field; `--key value`, `--key=value` and a bare `--flag` (booleans) all work.
 An unknown key, in a file or on the command line, is a `ConfigError` that lists the valid keys.
 Keys are the names of diffusers' and accelerate's example scripts (`learning_rate`,
-`train_batch_size`, `resume_from_checkpoint`, ...); the older short names (`lr`, `batch_size`,
-`resume`, ...) are accepted as aliases everywhere a key is read, through the one table `ALIASES`.
+`train_batch_size`, `resume_from_checkpoint`, ...), one name per key (a near miss gets a "did you
+mean").
 Two YAML keys are not settings: `base:` (file(s) to inherit from, relative to this file) and
 `recipe:` (which recipe reads the file: distill / finetune / train_teacher; documentation only).
 """
@@ -17,7 +17,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Collection, Mapping, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -32,51 +32,6 @@ BASE_KEY = "base"
 #: a documentation key: which recipe reads the file (distill / finetune / train_teacher); not a setting
 RECIPE_KEY = "recipe"
 
-#: The one alias table of every recipe: short name -> canonical name (diffusers / accelerate
-#: example-script names). Accepted in YAML files, on the command line and in override dicts.
-ALIASES: dict[str, str] = {
-    "lr": "learning_rate",
-    "batch_size": "train_batch_size",
-    "epochs": "num_train_epochs",
-    "max_steps": "max_train_steps",
-    "save_every": "checkpointing_steps",
-    "keep_last": "checkpoints_total_limit",
-    "resume": "resume_from_checkpoint",
-    "num_workers": "dataloader_num_workers",
-    "hub_private": "hub_private_repo",
-    "private": "hub_private_repo",
-    "repo_id": "hub_model_id",
-    "scheduler": "lr_scheduler",  # diffusers' name; `scheduler` alone would also name the DDPM noise scheduler
-    # the prefixed keys of recipes/distill.py (its teacher run and its downstream fine-tunes)
-    "teacher_max_steps": "teacher_max_train_steps",
-    "finetune_lr": "finetune_learning_rate",
-    "finetune_batch_size": "finetune_train_batch_size",
-    "finetune_epochs": "finetune_num_train_epochs",
-    "finetune_max_steps": "finetune_max_train_steps",
-}
-
-
-def canonical(values: Mapping[str, Any], source: str = "config", keep: Collection[str] = ()) -> dict[str, Any]:
-    """`values` with every alias key (`ALIASES`) renamed to its canonical name, except the keys in
-    `keep` (a schema's own fields: a recipe whose `batch_size` is not a training batch keeps it).
-
-    A mapping that gives one setting twice (`lr` and `learning_rate`) is a `ConfigError`.
-    """
-    out: dict[str, Any] = {}
-    given: dict[str, str] = {}
-    for key, value in values.items():
-        name = key if key in keep else ALIASES.get(key, key)
-        if name in out:
-            raise ConfigError(f"{source} sets {name!r} twice (as {given[name]!r} and {key!r}); keep only {name!r}")
-        out[name], given[name] = value, key
-    return out
-
-
-def aliases_of(name: str) -> list[str]:
-    """The alias keys of canonical key `name` (for `--help`)."""
-    return [alias for alias, target in ALIASES.items() if target == name]
-
-
 def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> Any:
     """A dataclass field with a help line (and optional allowed values) for `--help`."""
     meta = {"help": help, "choices": tuple(choices) if choices else None}
@@ -88,8 +43,8 @@ def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> A
 def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
     """`["--a", "1", "--b=x", "--flag"]` -> `{"a": "1", "b": "x", "flag": True}` (values still strings).
 
-    Keys keep the name given (a schema maps aliases later); a setting given twice, under any of
-    its names (`--lr`, `--learning_rate`), keeps the last.
+    A hyphen in a key reads as an underscore (``--train-batch-size`` = ``--train_batch_size``); a key
+    given twice keeps the last.
     """
     flags: dict[str, Any] = {}
     i = 0
@@ -121,7 +76,6 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(path)!r} must be a YAML mapping of key: value, not {type(data).__name__}")
-    canonical(data, f"config {str(path)!r}")  # one setting given twice in one file is an error
     bases = data.pop(BASE_KEY, None) or []
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else bases:
@@ -130,14 +84,8 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def override(values: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` updated by `updates`, a key replacing the same setting under any of its names
-    (a child file's or a flag's `learning_rate` replaces a base's `lr`)."""
-    out = dict(values)
-    for key, value in updates.items():
-        for same in [k for k in out if ALIASES.get(k, k) == ALIASES.get(key, key)]:
-            del out[same]
-        out[key] = value
-    return out
+    """`values` updated by `updates` (a child file's or a flag's key replaces a base's)."""
+    return {**values, **updates}
 
 
 def schema_fields(schema: type) -> dict[str, dataclasses.Field]:
@@ -152,7 +100,7 @@ def extend_schema(schema: type[T], extra_defaults: Mapping[str, Any]) -> type[T]
     known = schema_fields(schema)
     hints = typing.get_type_hints(schema)
     new_fields = []
-    for key, value in canonical(extra_defaults, "task defaults").items():
+    for key, value in extra_defaults.items():
         meta = known[key].metadata if key in known else {"help": "task setting"}
         kind = hints.get(key, Any if value is None else type(value))
         new_fields.append((key, kind, opt(value, meta.get("help", ""), meta.get("choices"))))
@@ -217,7 +165,6 @@ def _number(text: str) -> int | float:
 def build_config(schema: type[T], values: Mapping[str, Any], source: str = "config") -> T:
     """An instance of `schema` from `values` (aliases allowed); unknown keys and bad values are `ConfigError`s."""
     fields = schema_fields(schema)
-    values = canonical(values, source, keep=fields)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         close = {key: difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6) for key in unknown}
@@ -258,26 +205,13 @@ def load_config(
 
 
 def peek(argv: Sequence[str] | None, key: str, default_file: str | Path | None = None, default: Any = None) -> Any:
-    """The raw value of `key` (canonical name) from the flags, else the config file, else `default` (e.g. `task`)."""
+    """The raw value of `key` from the flags, else the config file, else `default` (e.g. `task`)."""
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
-    given = _setting(flags, key)
-    if given is not _ABSENT:
-        return given
+    if key in flags:
+        return flags[key]
     config_file = flags.get(CONFIG_KEY) or default_file
-    if config_file:
-        given = _setting(read_yaml(config_file), key)
-    return default if given is _ABSENT else given
-
-
-_ABSENT = object()
-
-
-def _setting(values: Mapping[str, Any], key: str) -> Any:
-    """The value of setting `key` in `values` under any of its names, else `_ABSENT`."""
-    for name, value in values.items():
-        if ALIASES.get(name, name) == ALIASES.get(key, key):
-            return value
-    return _ABSENT
+    values = read_yaml(config_file) if config_file else {}
+    return values.get(key, default)
 
 
 def format_help(schema: type, prog: str, description: str = "") -> str:
@@ -285,16 +219,13 @@ def format_help(schema: type, prog: str, description: str = "") -> str:
     lines = [f"usage: {prog} [--config FILE.yaml] [--key value | --key=value ...]", ""]
     if description:
         lines += [description.strip(), ""]
-    lines.append("keys (a YAML file's keys and the flags are the same names; the short names in")
-    lines.append("parentheses, e.g. --lr for --learning_rate, are accepted as aliases):")
+    lines.append("keys (a YAML file's keys and the flags are the same names; --a-key reads as --a_key):")
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         choices = f.metadata.get("choices") if f.metadata else None
         extra = f" (one of: {', '.join(map(str, choices))})" if choices else ""
         help_text = f.metadata.get("help", "") if f.metadata else ""
-        alias = ", ".join(f"--{a}" for a in aliases_of(f.name))
-        alias = f" (alias {alias})" if alias else ""
-        lines.append(f"  --{f.name:<28} default {default!r}{extra}\n      {help_text}{alias}")
+        lines.append(f"  --{f.name:<28} default {default!r}{extra}\n      {help_text}")
     return "\n".join(lines)
 
 

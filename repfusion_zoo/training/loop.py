@@ -56,10 +56,6 @@ class Trainer:
         self._window = LogWindow()
 
     # ---- set-up -------------------------------------------------------------------------
-    @property
-    def is_main(self) -> bool:
-        return self.accelerator.is_main_process
-
     def print(self, *args: Any) -> None:
         self.accelerator.print(*args, flush=True)
 

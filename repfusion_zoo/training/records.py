@@ -159,3 +159,13 @@ class EpochTally:
 def flat_scalars(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Tracker-friendly config: scalars as they are, lists and dicts as strings."""
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in cfg.items()}
+
+
+#: ``output_dir/timing.json``: seconds of a run's phases (``train``, ``validation``, ``test``, ...);
+#: the rest of a recipe process's wall time is start-up (imports, data, model) and saving
+TIMING_FILE = "timing.json"
+
+
+def write_timing(output_dir: Path, seconds: Mapping[str, float]) -> None:
+    """`TIMING_FILE` in `output_dir`: each phase's seconds, rounded to 0.1 s."""
+    replace_text(Path(output_dir) / TIMING_FILE, json.dumps({k: round(v, 1) for k, v in seconds.items()}, indent=2))

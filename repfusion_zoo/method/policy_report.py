@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .decoders import decoder_task_loss
-from .modes import evaluating
+from ..modes import evaluating
 
 __all__ = ["timestep_report", "scored_timesteps"]
 
@@ -45,7 +45,7 @@ def timestep_report(repfusion: nn.Module, batches: Iterable[Mapping[str, Any]], 
                     max_timesteps: int = 50, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The strategy's distribution over its actions and decoder g's mean reward per t (see the module doc).
 
-    `repfusion`: a `repfusion_zoo.distill.RepFusion` with a decoder g; `batches`: dicts with
+    `repfusion`: a `repfusion_zoo.method.RepFusion` with a decoder g; `batches`: dicts with
     `image [B, C, H, W]` in [0, 1], `label LongTensor[B]` (>= 0), `index`, `flip`.
     """
     actions = [int(t) for t in repfusion.strategy.actions.tolist()]

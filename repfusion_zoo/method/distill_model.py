@@ -1,6 +1,6 @@
 """The student and RepFusion in one module, so one DDP wrapper holds everything a distillation step
 trains (the student, the policy, decoder g and the loss's connector; the teacher stays outside,
-see `repfusion_zoo.distill`). Images in [0, 1] ``[B, C, H, W]``.
+see `repfusion_zoo.method.distill`). Images in [0, 1] ``[B, C, H, W]``.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .distill import RepFusion, RepFusionOutput
-from .normalize import InputNormalize
+from ..normalize import InputNormalize
 
 __all__ = ["DistillModel"]
 

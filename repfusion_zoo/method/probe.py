@@ -23,11 +23,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .errors import InputError, MissingExtraError
-from .data import build_dataset
-from .normalize import minus_one_one
-from .teachers import load_teacher
-from .visualize import pyplot
+from ..errors import InputError, MissingExtraError
+from ..data import build_dataset
+from ..normalize import minus_one_one
+from ..teachers import load_teacher
+from ..visualize import pyplot
 
 __all__ = ["probe_timesteps", "pooled_features", "spectrum", "linear_probe_accuracy", "write_probe", "add_parser"]
 
@@ -111,7 +111,7 @@ def probe_timesteps(
         "num_samples": len(labels),
         "num_classes": int(len(labels.unique())),
         "feature_dim": int(features.shape[1]),
-        "layer": getattr(teacher, "layer", None),
+        "layer": teacher.layer,
         "test_fraction": test_fraction,
         "seed": seed,
         "singular_values_note": "of the centred, globally average-pooled [N, C] features, divided by sqrt(N)",

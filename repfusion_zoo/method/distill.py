@@ -39,10 +39,10 @@ import torch
 from torch import nn
 
 from .decoders import build_decoder, decoder_task_loss
-from .errors import ConfigError, InputError, ShapeMismatchError
-from .losses import build_distill_loss
-from .normalize import minus_one_one
-from .timesteps import TimestepSample, TimestepStrategy, build_strategy
+from ..errors import ConfigError, InputError, ShapeMismatchError
+from ..losses import build_distill_loss
+from ..teachers.protocol import Teacher
+from ..timesteps import TimestepSample, TimestepStrategy, build_strategy
 
 __all__ = ["RepFusion", "RepFusionOutput", "build_repfusion", "REWARDS"]
 
@@ -102,7 +102,7 @@ class RepFusion(nn.Module):
             `SupervisedTeacher`, which is not ``time_conditioned``); its ``to_input(images01)``,
             where it has one, says what it takes ([-1, 1] otherwise).
         strategy: a `TimestepStrategy` (repfusion_zoo.timesteps: reinforce / fixed / random).
-        decoder: decoder g on the teacher feature (repfusion_zoo.decoders), or None: plain feature
+        decoder: decoder g on the teacher feature (repfusion_zoo.method.decoders), or None: plain feature
             KD with no reward (the supervised-teacher rows of Tables 4/5); a learned policy needs one.
         distill_loss: ``loss(student_feature, teacher_feature, action) -> scalar`` and ``per_sample(...) -> [B]``
             (repfusion_zoo.losses); ``action`` is each sample's index in the strategy's action set (a
@@ -115,7 +115,7 @@ class RepFusion(nn.Module):
 
     def __init__(
         self,
-        teacher: nn.Module,
+        teacher: Teacher,
         strategy: TimestepStrategy,
         decoder: nn.Module | None,
         distill_loss: nn.Module,
@@ -128,7 +128,7 @@ class RepFusion(nn.Module):
             raise ConfigError(f"reward {reward!r} is not one of {list(REWARDS)}")
         if strategy.learns and reward in ("task", "sum") and decoder is None:
             raise ConfigError(f"reward {reward!r} needs decoder g's task loss; give RepFusion a decoder or use reward imitation")
-        if strategy.learns and not getattr(teacher, "time_conditioned", True):
+        if strategy.learns and not teacher.time_conditioned:
             raise ConfigError(
                 "a supervised teacher ignores the time step, so a ReinforcePolicy has nothing to choose; "
                 "use build_strategy('fixed', t=0) with a SupervisedTeacher."
@@ -157,7 +157,7 @@ class RepFusion(nn.Module):
         """Dataset images ``[B, C, H, W]`` in [0, 1] -> what the teacher takes: its ``to_input``
         (a diffusion teacher: ``x * 2 - 1``; a supervised one: its data config's normalisation), or
         [-1, 1] for a teacher without one."""
-        return getattr(self.teacher, "to_input", minus_one_one)(images)
+        return self.teacher.to_input(images)
 
     # ------------------------------------------------------------------ parameters
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
@@ -277,7 +277,7 @@ class RepFusion(nn.Module):
 
 
 def build_repfusion(
-    teacher: nn.Module,
+    teacher: Teacher,
     *,
     student_channels: int,
     num_classes: int | None,
@@ -302,9 +302,9 @@ def build_repfusion(
     """
     teacher_channels = int(teacher.feature_channels)
     strategy_kw = {
-        "in_chans": int(getattr(teacher, "in_channels", 3)),
-        "num_train_timesteps": int(getattr(teacher, "num_train_timesteps", 1000)),
-        "timesteps": getattr(teacher, "timesteps", None),  # a feature cache: its set; else all T steps
+        "in_chans": int(teacher.in_channels),
+        "num_train_timesteps": int(teacher.num_train_timesteps),
+        "timesteps": teacher.timesteps,  # a feature cache: its set; else all T steps
         **(strategy_kwargs or {}),
     }
     if connector not in CONNECTORS:
