@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from repfusion_zoo.errors import run_program
-from repfusion_zoo.pipelines.experiment import main
+from repfusion_zoo.experiments.command import main
 
 if __name__ == "__main__":
     sys.exit(run_program("experiment.py", main, doc=__doc__, recipes_dir=Path(__file__).resolve().parent))

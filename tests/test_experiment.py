@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from _recipes_common import PYTHON, RECIPES, env, tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo.data.subsets import LabelBudget, per_class_subset, read_indices
@@ -97,6 +98,9 @@ def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, 
     # distillation ran on the 200 distilled images (6 steps at batch 32) from the cache
     distill_log = out / "runs" / "lpc3" / "rl-seed0" / "distill" / "log.jsonl"
     assert json.loads(distill_log.read_text().splitlines()[-1])["step"] == 6
+    # each recipe got its settings as one file, which the recipe reads as it is
+    settings = yaml.safe_load((out / "runs" / "lpc3" / "rl-seed0" / "distill.yaml").read_text())
+    assert settings["strategy"] == "reinforce" and settings["seed"] == 0 and settings["base"].endswith("_paper_schedule.yaml")
 
 
 def test_per_class_subset_is_seeded_and_balanced():
@@ -143,7 +147,7 @@ def test_label_budget_hides_unlabelled_labels_from_decoder_g():
     assert all(float(none.losses[k]) == 0.0 for k in ("decoder", "policy", "entropy"))
 
 
-@pytest.mark.parametrize("name", ["cifar10_cpu", "cifar10_gpu", "cifar10_gpu_short"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (RECIPES / "configs" / "experiments").glob("*.yaml")))
 def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
     """Every arm-seed of a shipped grid turns into distill / finetune flags the recipes accept."""
     from repfusion_zoo.experiments.config import ExperimentConfig, arm_seeds, check_arms
@@ -246,3 +250,12 @@ def test_the_validate_arm_picks_t_on_the_validation_subset(tmp_path, tiny_teache
     assert run["t"] in (0, 10, 500) and str(run["t"]) in rounds[-1]["scores"]
     assert run["validate"]["steps"] == 3 * 2 + 2 * 4 and run["validate"]["cost"] > 0
     assert json.loads((tmp_path / "v" / "tiny.json").read_text())["arms"]["validate"]["t"] == [run["t"]]
+
+
+def test_a_mistyped_arm_key_fails_before_anything_runs(tmp_path, tiny_teacher):  # noqa: F811
+    flags = experiment_flags(tmp_path / "bad", tiny_teacher)
+    flags[flags.index("--arms") + 1] = json.dumps({"scratch": {"distill": False}, "rl": {"strategy": "reinforce", "rewrad": "task"}})
+    result = subprocess.run([PYTHON, str(RECIPES / "experiment.py"), *flags], env=env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "arm 'rl' (seed 0, 3 labels per class)" in result.stderr
+    assert "did you mean 'reward'" in result.stderr
+    assert not (tmp_path / "bad" / "cache").exists() and not (tmp_path / "bad" / "runs").exists()  # nothing was built

@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("teachers", ("cache", "teachers")),
     ("method", ("method", "heads", "tasks")),
     ("training", ("training",)),
-    ("pipelines", ("pipelines", "experiments")),
+    ("pipelines", ("pipelines",)),
+    ("experiments", ("experiments",)),
     ("interface", ("cli", "__main__", "")),
     ("recipes", ("recipes",)),
 ]

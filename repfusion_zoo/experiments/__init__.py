@@ -1,8 +1,11 @@
 """Experiments: a grid of arms x seeds x label budgets run by one command (`recipes/experiment.py`).
 
-config.py (the keys), subsets.py (the fixed index files), runner.py (cache, then every arm-seed,
-resumable), probe.py (the probe arm's t), knn.py + evaluation.py (frozen kNN, validation top-1),
-report.py (the results JSON, Markdown and Figure 8 PNG).
+command.py (the body of recipes/experiment.py), config.py (the keys), subsets.py (the fixed index
+files), runner.py (every arm's settings checked, the cache, then every arm-seed, resumable),
+probe.py and validate.py (the probe and validate arms' t), knn.py + evaluation.py (frozen kNN,
+validation top-1), curves.py (convergence, where the time went), report.py (the results JSON,
+Markdown and Figure 8 PNG). It stands above the recipe bodies (`repfusion_zoo.pipelines`): it runs
+them, and checks their settings before anything runs.
 """
 from .config import ExperimentConfig
 from .runner import ExperimentError, run_experiment

@@ -6,9 +6,13 @@ labelled subset; fine-tune on that labelled subset (`recipes/finetune.py`); eval
 full test split; score the frozen backbone by kNN (bank: the labelled subset; queries: the test
 split) and the fine-tuned model on the validation subset (for choices, never the test split).
 
-Each arm-seed writes `result.json` (atomically) when all of that is done: a rerun skips it, and
-a killed one resumes its recipes from their last checkpoints. A half-finished arm-seed never
-counts. The recipes run as subprocesses through `cfg.launcher` (accelerate launch by default).
+Every arm-seed's recipe settings are checked (parsed as the recipes parse them) before anything
+runs, so a mistyped arm key fails at once, not after the cache is built. Each recipe of an
+arm-seed gets its settings as one file (`<run>/distill.yaml`, `<run>/finetune.yaml`, run as
+``--config``). Each arm-seed writes `result.json` (atomically) when all of that is done: a rerun
+skips it, and a killed one resumes its recipes from their last checkpoints. A half-finished
+arm-seed never counts. The recipes run as subprocesses through `cfg.launcher` (accelerate launch
+by default).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
 from torch.utils.data import Dataset, Subset
 
 from ..atomic import replace_text
@@ -28,6 +33,8 @@ from ..cache import FeatureCache, build_feature_cache
 from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
+from ..pipelines.distill import load_distill_config
+from ..pipelines.finetune import load_finetune_config
 from ..training.records import TIMING_FILE, write_timing
 from ..teachers import load_teacher
 from ..timesteps import parse_timesteps
@@ -62,13 +69,22 @@ def as_flags(values: Mapping[str, Any]) -> list[str]:
     return flags
 
 
+def settings_file(flags: Mapping[str, Any], path: Path) -> Path:
+    """A recipe's settings as one YAML file (its ``config`` key, a base file, becomes ``base:``)."""
+    values = {("base" if key == "config" else key): value for key, value in flags.items()}
+    replace_text(path, yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
 def run_recipe(cfg: ExperimentConfig, recipes_dir: Path, recipe: str, flags: Mapping[str, Any], log: Path) -> None:
-    """`<launcher> recipes/<recipe>.py --key value ...`, its output appended to `log`; the process's wall
-    seconds go into the run's `timing.json` as ``process`` (beside the phases the recipe timed)."""
+    """`<launcher> recipes/<recipe>.py --config <log's folder>/<recipe>.yaml` (the settings as one file),
+    its output appended to `log`; the process's wall seconds go into the run's `timing.json` as
+    ``process`` (beside the phases the recipe timed)."""
     launcher = shlex.split(cfg.launcher)
     if launcher == ["python"]:
         launcher = [sys.executable]
-    command = [*launcher, str(recipes_dir / f"{recipe}.py"), *as_flags(flags)]
+    settings = settings_file(flags, log.with_suffix(".yaml"))
+    command = [*launcher, str(recipes_dir / f"{recipe}.py"), "--config", str(settings)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as handle:
         handle.write(f"\n$ {shlex.join(command)}\n")
@@ -217,6 +233,21 @@ def distill_summary(folder: Path) -> dict[str, Any]:
             "seconds": json.loads((folder / "summary.json").read_text()).get("distill_seconds")}
 
 
+def check_arm_settings(cfg: ExperimentConfig, recipes_dir: Path, subsets: ExperimentSubsets, cache: Path) -> None:
+    """Parse every arm-seed's distill and fine-tune settings as the recipes will (before anything
+    runs): a `ConfigError` names the arm and the key."""
+    for lpc in cfg.labels_per_class:
+        for arm, spec in cfg.arms.items():
+            for seed in arm_seeds(cfg, arm):
+                try:
+                    if spec.get("distill", True):
+                        t = 0 if spec.get("t") in (PROBE, VALIDATE) else None  # chosen later; any t of the set parses
+                        load_distill_config(as_flags(distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t)))
+                    load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None)))
+                except ConfigError as error:
+                    raise ConfigError(f"arm {arm!r} (seed {seed}, {lpc} labels per class): {error}") from None
+
+
 def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) -> list[Path]:
     """The whole grid (resumable); returns the results files written (see `report.write_results`)."""
     check_arms(cfg)
@@ -224,6 +255,8 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
         raise ConfigError("the experiment needs --teacher (a diffusers teacher folder or Hub id)")
     out = Path(cfg.output_dir)
     started = time.time()
+    subsets = ExperimentSubsets.of(out / "subsets")
+    check_arm_settings(cfg, recipes_dir, subsets, out / "cache")
     data = {"train": build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans),
             "test": build_dataset(cfg.dataset, split="test", image_size=cfg.image_size, in_chans=cfg.in_chans)}
     subsets = write_subsets(cfg, data["train"].labels, out / "subsets")

@@ -31,10 +31,15 @@ class ExperimentSubsets:
     def labelled(self, labels_per_class: int, seed: int) -> Path:
         return self.folder / f"labelled-{labels_per_class}-seed{seed}.json"
 
+    @classmethod
+    def of(cls, folder: Path) -> ExperimentSubsets:
+        """The paths of the files in `folder` (written by `write_subsets`)."""
+        return cls(folder, folder / "distill_images.json", folder / "val.json")
+
 
 def write_subsets(cfg: ExperimentConfig, labels: Sequence[int], folder: Path) -> ExperimentSubsets:
     """Draw (or re-read: the draw is a pure function of the config) every subset and write its file."""
-    subsets = ExperimentSubsets(folder, folder / "distill_images.json", folder / "val.json")
+    subsets = ExperimentSubsets.of(folder)
     everything = range(len(labels))
     distilled = per_class_subset(labels, cfg.distill_images_per_class, cfg.data_seed)
     outside = sorted(set(everything) - set(distilled))

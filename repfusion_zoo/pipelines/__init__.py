@@ -6,6 +6,5 @@ here (and keeps its docstring, which is its ``--help``).
 - finetune.py: any task of `repfusion_zoo.tasks` from a backbone
 - cache_features.py: the teacher-feature cache
 - push.py: publishing a Hub-ready folder
-- experiment.py: the experiment grid (`repfusion_zoo.experiments`)
 - shared.py: the recipes' configs folder, the teacher a run names, the backbone's architecture
 """

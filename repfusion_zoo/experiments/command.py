@@ -1,6 +1,7 @@
 """An experiment grid: the body of ``recipes/experiment.py`` (its docstring is the command line's help).
-The work is `repfusion_zoo.experiments.run_experiment`; the recipes run as subprocesses from
-``recipes_dir`` (the folder the script sits in)."""
+The work is `run_experiment`; the recipes run as subprocesses from ``recipes_dir`` (the folder the
+script sits in). It lives here, not among the recipe bodies of `repfusion_zoo.pipelines`, because
+the experiment runs the other recipes: it stands above them."""
 from __future__ import annotations
 
 import shlex
@@ -8,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..experiments import ExperimentConfig, run_experiment
+from .config import ExperimentConfig
+from .runner import run_experiment
 from ..training import configure_cpu_threads
 from ..training.config import format_help, load_config, wants_help
 
