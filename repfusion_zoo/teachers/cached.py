@@ -15,15 +15,15 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..cache import CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
+from ..cache import CacheableTeacher, CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
 from ..errors import CacheMismatchError, InputError
-from ..normalize import minus_one_one
 from ..timesteps import means_all, parse_timesteps
+from .frozen import FrozenTeacher
 
 __all__ = ["CachedTeacher", "check_cache_for_run"]
 
 
-class CachedTeacher(nn.Module):
+class CachedTeacher(FrozenTeacher):
     """Teacher features read from a `FeatureCache` (a folder or an open cache).
 
     `feature(images, t, *, index, flip)` -> `[B, *feature_shape]` float32 on the images' device;
@@ -31,10 +31,6 @@ class CachedTeacher(nn.Module):
     attributes RepFusion sizes itself from: `feature_channels`, `feature_shape`, `in_channels`,
     `sample_size`, `num_train_timesteps`, and `timesteps` (the cache's action set).
     """
-
-    expects = "minus_one_one"
-    time_conditioned = True
-    class_conditional = False
 
     def __init__(self, cache: FeatureCache | str | Path, num_train_timesteps: int = 1000) -> None:
         super().__init__()
@@ -74,14 +70,6 @@ class CachedTeacher(nn.Module):
         """T of the teacher whose features these are (its scheduler's; the cache's set lies in 0..T-1)."""
         return self._num_train_timesteps
 
-    def train(self, mode: bool = True) -> CachedTeacher:
-        """Always eval, like every teacher."""
-        return super().train(False)
-
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] dataset images -> ``x * 2 - 1``, what the cached teacher saw (the policy sees it too)."""
-        return minus_one_one(images)
-
     def feature(self, images: torch.Tensor, t: torch.Tensor, *, labels: Any = None, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> torch.Tensor:
         """The cached feature of each item's view at its `t`: `[B, *feature_shape]` (float32)."""
@@ -100,7 +88,7 @@ class CachedTeacher(nn.Module):
         return f"cache={self.cache.path}, layer={self.layer}, timesteps={len(self.timesteps)}"
 
 
-def check_cache_for_run(cache: CachedTeacher, *, teacher: nn.Module, dataset: Any, timesteps: Any,
+def check_cache_for_run(cache: CachedTeacher, *, teacher: CacheableTeacher, dataset: Any, timesteps: Any,
                         indices: Sequence[int] | None, dataset_spec: str) -> None:
     """`CacheMismatchError` unless `cache` holds what this run will ask for.
 

@@ -1,5 +1,6 @@
-"""What every frozen diffusion teacher shares: always in eval mode, fed ``x * 2 - 1`` of [0, 1] images,
-and `feature` = its forward on the batch (the latent and transformer teachers take no label)."""
+"""What the frozen diffusion teachers share: always in eval mode, fed ``x * 2 - 1`` of [0, 1] images,
+and `feature` = its forward on the batch (the latent and transformer teachers take no label; a
+feature cache overrides it with a look-up)."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,7 @@ __all__ = ["FrozenTeacher"]
 
 
 class FrozenTeacher(nn.Module):
-    """Base of `LatentUNetTeacher` and `TransformerTeacher`: ``forward(x [-1, 1], t) -> [B, C', h, w]``."""
+    """Base of `LatentUNetTeacher`, `TransformerTeacher` and `CachedTeacher`."""
 
     expects = "minus_one_one"
     time_conditioned = True
