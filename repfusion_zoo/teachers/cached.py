@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from ..cache import CacheableTeacher, CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
 from ..errors import CacheMismatchError, InputError
