@@ -18,6 +18,7 @@ from repfusion_zoo.method.distill_model import DistillModel
 from repfusion_zoo.errors import CacheMismatchError
 from repfusion_zoo.teachers import DiffusionTeacher
 from repfusion_zoo.teachers.cached import CachedTeacher, check_cache_for_run
+from repfusion_zoo.timesteps import StrategySettings
 from repfusion_zoo.training.data import seeded_train_loader
 
 
@@ -30,7 +31,7 @@ def _losses(teacher: torch.nn.Module, dataset, steps: int = 3) -> list[dict[str,
     torch.manual_seed(0)
     student = create_model("resnet18_cifar", num_classes=0, channels=[8, 16, 32, 64])
     rf = build_repfusion(teacher, student_channels=64, num_classes=dataset.num_classes,
-                         strategy_kwargs={"timesteps": TIMESTEPS})
+                         strategy=StrategySettings(timesteps=",".join(map(str, TIMESTEPS))))
     model = DistillModel(student, rf, in_chans=3)
     optimizer = torch.optim.SGD([*student.parameters(), *rf.trainable_parameters()], lr=0.1, momentum=0.9)
     loader, _, _ = seeded_train_loader(dataset, 8, seed=0)

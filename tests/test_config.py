@@ -8,7 +8,7 @@ import pytest
 import timm
 
 from repfusion_zoo.errors import ConfigError
-from repfusion_zoo.training.config import load_config, opt, parse_flags, read_yaml
+from repfusion_zoo.config import load_config, opt, parse_flags, read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "recipes" / "configs"
@@ -148,7 +148,7 @@ def test_every_recipe_uses_the_diffusers_names_and_help_shows_them(capsys):
     from repfusion_zoo.pipelines import push as push_to_hub
     from repfusion_zoo.pipelines import train_teacher
 
-    from repfusion_zoo.training.config import schema_fields
+    from repfusion_zoo.config import schema_fields
 
     schemas = {"distill": distill.DistillConfig, "finetune": finetune.FinetuneConfig,
                "train_teacher": train_teacher.TeacherConfig, "push_to_hub": push_to_hub.PushConfig}

@@ -12,7 +12,7 @@ from repfusion_zoo.method.distill import RepFusion, RepFusionOutput
 from repfusion_zoo.errors import ConfigError, InputError
 from repfusion_zoo.losses import build_distill_loss
 from repfusion_zoo.teachers import DiffusionTeacher
-from repfusion_zoo.timesteps import FixedTimestep, ReinforcePolicy, build_strategy
+from repfusion_zoo.timesteps import FixedTimestep, ReinforcePolicy, StrategySettings, build_strategy
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # 2 shared cores: more threads only oversubscribe
@@ -240,12 +240,12 @@ def test_class_conditional_teacher_gets_the_labels_through_its_map() -> None:
 def test_build_repfusion_sizes_from_the_teacher() -> None:
     from repfusion_zoo.method.distill import build_repfusion
 
-    rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy_kwargs={"timesteps": range(0, 1000, 50)})
+    rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=StrategySettings(timesteps="0:1000:50"))
     assert isinstance(rf.strategy, ReinforcePolicy) and rf.strategy.num_actions == 20
     assert rf.decoder.in_channels == 32 and rf.distill_loss.connector.out_channels == 32
     images, labels = _batch(2)
     assert torch.isfinite(rf(rf.teacher_input(images), labels, _student()(images), 0.0).losses["total"])
-    kd = build_repfusion(_teacher(), student_channels=24, num_classes=None, strategy="fixed", strategy_kwargs={"t": 0})
+    kd = build_repfusion(_teacher(), student_channels=24, num_classes=None, strategy=StrategySettings(strategy="fixed", t=0))
     assert kd.decoder is None
 
 

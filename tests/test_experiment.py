@@ -155,7 +155,7 @@ def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
     from repfusion_zoo.experiments.subsets import ExperimentSubsets
     from repfusion_zoo.pipelines.distill import load_distill_config
     from repfusion_zoo.pipelines.finetune import load_finetune_config
-    from repfusion_zoo.training.config import load_config
+    from repfusion_zoo.config import load_config
 
     cfg = load_config(ExperimentConfig, ["--config", str(RECIPES / "configs" / "experiments" / f"{name}.yaml"),
                                          "--output_dir", str(tmp_path)])

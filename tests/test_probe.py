@@ -30,10 +30,10 @@ def test_spectrum_of_known_matrices():
 
 
 def test_probe_on_digits_writes_json_and_png(tiny_unet, tmp_path):
-    from repfusion_zoo.method.probe import _load_images
+    from repfusion_zoo.method.probe import load_probe_images
 
     teacher = DiffusionTeacher(tiny_unet)
-    images, labels = _load_images("digits", teacher, "test", 80, seed=0)
+    images, labels = load_probe_images("digits", image_size=16, in_chans=3, split="test", num_samples=80, seed=0)
     assert images.shape == (80, 3, 16, 16) and images.min() >= -1 and images.max() <= 1
     result = probe_timesteps(teacher, images, labels, [0, 900], batch_size=32)
     assert [row["t"] for row in result["results"]] == [0, 900]
@@ -74,3 +74,17 @@ def test_console_version_and_input_errors():
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
     assert lines[0].startswith("repfusion-zoo: error:") and "/no/such/teacher" in lines[0]
+
+
+def test_probe_fit_on_a_train_split_scores_every_probed_image(tiny_unet):
+    """--train_split: the probe is fit on the train images and scored on all of the test images."""
+    from repfusion_zoo.method.probe import load_probe_images
+
+    teacher = DiffusionTeacher(tiny_unet)
+    test = load_probe_images("digits", image_size=16, in_chans=3, split="test", num_samples=60, seed=0)
+    train = load_probe_images("digits", image_size=16, in_chans=3, split="train", num_samples=120, seed=0)
+    result = probe_timesteps(teacher, *test, [0], batch_size=64, train=train)
+    assert result["num_train"] == 120 and result["test_fraction"] is None and result["num_samples"] == 60
+    accuracy = result["results"][0]["linear_probe_accuracy"]
+    assert round(accuracy * 60) == pytest.approx(accuracy * 60, abs=1e-6)  # a fraction of the 60 scored images
+    assert accuracy > 0.2

@@ -8,8 +8,10 @@ import torch
 
 from repfusion_zoo.errors import ConfigError, InputError
 from repfusion_zoo.timesteps import (
+    STRATEGY_NAMES,
     FixedTimestep,
     ReinforcePolicy,
+    StrategySettings,
     TimestepSample,
     UniformTimestep,
     build_strategy,
@@ -138,13 +140,20 @@ def test_policy_learns_the_rewarded_step(baseline: str | None) -> None:
 
 def test_build_strategy_and_errors() -> None:
     assert isinstance(build_strategy("reinforce", in_chans=1, num_train_timesteps=20), ReinforcePolicy)
-    fixed = build_strategy("fixed", t=3, in_chans=3, num_train_timesteps=20)  # shared keys are ignored where unused
+    fixed = build_strategy("fixed", t=3, in_chans=3, num_train_timesteps=20)  # the policy's keys are ignored where unused
     assert isinstance(fixed, FixedTimestep) and fixed.t == 3
+    settings = StrategySettings(strategy="reinforce", timesteps="all", entropy_decay_until=0.5, policy_baseline=None,
+                                commit_entropy=0.2)
+    policy = build_strategy(settings, in_chans=3, num_train_timesteps=1000, teacher_timesteps=[0, 10, 50])
+    assert policy.actions.tolist() == [0, 10, 50]  # `all` = the teacher's set (a feature cache's)
+    assert (policy.entropy_decay_until, policy.baseline, policy.commit_entropy) == (0.5, None, 0.2)
     assert isinstance(build_strategy("random", in_chans=3, num_train_timesteps=20), UniformTimestep)
     with pytest.raises(ConfigError, match="unknown time-step strategy"):
         build_strategy("greedy")
     with pytest.raises(ConfigError, match="lr"):
         build_strategy("fixed", t=0, lr=0.1)
+    with pytest.raises(ConfigError, match="StrategySettings"):
+        build_strategy(settings, t=0)
     with pytest.raises(ConfigError, match="outside"):
         ReinforcePolicy(num_train_timesteps=10, timesteps=[3, 12])
     with pytest.raises(ConfigError, match="baseline"):
@@ -156,6 +165,18 @@ def test_build_strategy_and_errors() -> None:
     policy = ReinforcePolicy(in_chans=3, timesteps=range(10))
     with pytest.raises(InputError, match="one reward per sample"):
         policy.loss(policy.sample(_images(4)), torch.zeros(3), 0.0)
+
+
+def test_strategy_settings_name_every_strategy_and_read_as_flags() -> None:
+    """One declaration: the distill recipe's keys are StrategySettings' fields; null means None."""
+    from repfusion_zoo.config import build_config
+    from repfusion_zoo.timesteps.build import _STRATEGIES
+
+    assert tuple(_STRATEGIES) == STRATEGY_NAMES
+    parsed = build_config(StrategySettings, {"policy_baseline": "null", "entropy_decay_until": "0.5", "t": "300"})
+    assert (parsed.policy_baseline, parsed.entropy_decay_until, parsed.t) == (None, 0.5, 300)
+    with pytest.raises(ConfigError, match="policy_baseline"):
+        build_config(StrategySettings, {"policy_baseline": "mean"})
 
 
 def test_parse_timesteps_specs_and_errors() -> None:

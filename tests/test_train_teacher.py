@@ -190,3 +190,34 @@ def test_mixed_precision_comes_from_the_launcher(tmp_path: Path, monkeypatch):
         assert make_accelerator(tt.loop_settings(own)).mixed_precision == "no"
     finally:
         AcceleratorState._reset_state(True)
+
+
+def test_init_from_starts_at_a_teacher_and_the_probe_curve_is_written(tiny_teacher: Path, tmp_path: Path):
+    """init_from: step 0 holds the given teacher's weights (the probe at step 0 probes them); the
+    probe row every probe_every steps lands in probe_curve.json, in the run folder and the teacher's."""
+    from diffusers import UNet2DModel
+
+    out = tmp_path / "continued"
+    cfg = tt.parse_config([*TINY, "--output_dir", str(out), "--init_from", str(tiny_teacher), "--max_train_steps", "0",
+                           "--probe_every", "2", "--probe_train_images", "60", "--probe_test_images", "40",
+                           "--probe_timesteps", "0,500"])
+    start = tt.initial_unet(cfg)
+    given = UNet2DModel.from_pretrained(tiny_teacher / "unet")
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), given.state_dict().values()))
+    tt.main([*TINY, "--output_dir", str(out), "--init_from", str(tiny_teacher), "--probe_every", "2",
+             "--probe_train_images", "60", "--probe_test_images", "40", "--probe_timesteps", "0,500"])
+    curve = json.loads((out / "probe_curve.json").read_text())
+    assert [row["step"] for row in curve["rows"]] == [0, 2, 4]
+    assert set(curve["rows"][0]["top1"]) == {"0", "500"} and curve["train_images"] == 60 and curve["test_images"] == 40
+    assert all(0 <= v <= 100 for row in curve["rows"] for v in row["top1"].values())
+    assert (tmp_path / "continued.run" / "probe_curve.json").read_text() == (out / "probe_curve.json").read_text()
+
+
+def test_init_from_another_architecture_names_the_keys(tiny_teacher: Path, tmp_path: Path):
+    cfg = tt.parse_config([*TINY, "--output_dir", str(tmp_path / "x"), "--init_from", str(tiny_teacher),
+                           "--block_out_channels", "8,16,32"])
+    with pytest.raises(ConfigError, match="block_out_channels"):
+        tt.initial_unet(cfg)
+    cfg = tt.parse_config([*TINY, "--output_dir", str(tmp_path / "x"), "--init_from", str(tmp_path / "nowhere")])
+    with pytest.raises(ConfigError, match="does not exist"):
+        tt.initial_unet(cfg)

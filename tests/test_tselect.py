@@ -9,7 +9,7 @@ import torch
 from repfusion_zoo.method.distill import RepFusion, build_repfusion
 from repfusion_zoo.errors import ConfigError
 from repfusion_zoo.losses import HintLoss, TimeConditionedConnector, build_distill_loss
-from repfusion_zoo.timesteps import EveryTimestep, ReinforcePolicy, build_strategy
+from repfusion_zoo.timesteps import EveryTimestep, ReinforcePolicy, StrategySettings, build_strategy
 from _recipes_common import tiny_teacher  # noqa: F401  (a fixture)
 from test_distill import _batch, _student, _teacher
 
@@ -19,11 +19,11 @@ STEPS = [0, 100, 500, 999]
 
 
 def _rf(strategy: str = "reinforce", *, connector: str = "shared", reward: str = "task", loss: str = "hint",
-        **strategy_kwargs) -> RepFusion:
+        **strategy_keys) -> RepFusion:
     torch.manual_seed(0)
-    return build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=strategy, loss=loss,
-                           connector=connector, reward=reward, imitation_weight=0.5,
-                           strategy_kwargs={"timesteps": STEPS, **strategy_kwargs})
+    settings = StrategySettings(strategy=strategy, timesteps=",".join(map(str, STEPS)), **strategy_keys)
+    return build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=settings, loss=loss,
+                           connector=connector, reward=reward, imitation_weight=0.5)
 
 
 @pytest.mark.parametrize("loss", ["hint", "hint_pooled", "at"])

@@ -12,7 +12,7 @@ from typing import Sequence
 from .config import ExperimentConfig
 from .runner import run_experiment
 from ..training import configure_cpu_threads
-from ..training.config import format_help, load_config, wants_help
+from ..config import format_help, load_config, wants_help
 
 __all__ = ["main"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..training.config import opt
+from ..config import opt
 
 __all__ = ["ExperimentConfig", "arm_seeds", "check_arms", "PROBE"]
 

@@ -12,6 +12,7 @@ from ..atomic import replace_text
 from ..visualize import pyplot
 from .config import ExperimentConfig
 from .curves import convergence_lines, timing_lines
+from .result import ArmSeedResult
 
 __all__ = ["write_results", "summarise", "results_markdown"]
 
@@ -20,24 +21,25 @@ def _stem(cfg: ExperimentConfig, lpc: int) -> str:
     return cfg.name if len(cfg.labels_per_class) == 1 else f"{cfg.name}_lpc{lpc}"
 
 
-def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[dict[str, Any]], *, command: str,
+def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
               cache: Path | None = None, seconds: float | None = None) -> dict[str, Any]:
     """The results JSON: teacher, student, budget, command, and per arm the seeds and their figures."""
     arms: dict[str, dict[str, Any]] = {}
     for r in results:
-        arm = arms.setdefault(r["arm"], {"seeds": [], "top1": [], "knn": [], "val_top1": []})
-        arm["seeds"].append(r["seed"])
-        for key in ("top1", "knn", "val_top1"):
-            arm[key].append(r.get(key))
-        if "t" in r:
-            arm.setdefault("t", []).append(r["t"])
-        if "probe" in r:
-            arm.setdefault("probe_accuracy", []).append(r["probe"])
-        if r.get("distill"):
-            arm.setdefault("distill", []).append(r["distill"])
-        arm.setdefault("seconds", []).append(r.get("seconds"))
-        arm.setdefault("val_curve", []).append(r.get("val_curve"))
-        arm.setdefault("timing", []).append(r.get("timing"))
+        arm = arms.setdefault(r.arm, {"seeds": [], "top1": [], "knn": [], "val_top1": []})
+        arm["seeds"].append(r.seed)
+        arm["top1"].append(r.top1)
+        arm["knn"].append(r.knn)
+        arm["val_top1"].append(r.val_top1)
+        if r.t is not None:
+            arm.setdefault("t", []).append(r.t)
+        if r.probe is not None:
+            arm.setdefault("probe_accuracy", []).append(r.probe)
+        if r.distill:
+            arm.setdefault("distill", []).append(r.distill)
+        arm.setdefault("seconds", []).append(r.seconds)
+        arm.setdefault("val_curve", []).append(r.val_curve)
+        arm.setdefault("timing", []).append(r.timing)
     return {"name": cfg.name, "teacher": cfg.teacher, "teacher_layer": cfg.teacher_layer, "student": cfg.student,
             "student_kwargs": cfg.student_kwargs, "dataset": cfg.dataset, "labels_per_class": lpc,
             "distill_images_per_class": cfg.distill_images_per_class, "timesteps": cfg.timesteps,
@@ -209,7 +211,7 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write_results(cfg: ExperimentConfig, lpc: int, results: Sequence[dict[str, Any]], *, command: str,
+def write_results(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
                   cache: Path | None = None, seconds: float | None = None) -> list[Path]:
     """`<output_dir>/<stem>.json|.md|.png` for one label budget."""
     out = Path(cfg.output_dir)

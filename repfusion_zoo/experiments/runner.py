@@ -39,6 +39,7 @@ from ..training.records import TIMING_FILE, write_timing
 from ..teachers import load_teacher
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
+from .result import RESULT_FILE, ArmSeedResult
 from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
 from .validate import VALIDATE, successive_halving
@@ -144,50 +145,46 @@ def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets
 
 
 def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
-                 cache: Path | None, data: Mapping[str, Dataset]) -> dict[str, Any]:
+                 cache: Path | None, data: Mapping[str, Dataset]) -> ArmSeedResult:
     """Distil (unless scratch), fine-tune, evaluate; `result.json` once all of it is done."""
     folder = run_dir(cfg, lpc, arm, seed)
-    result_file = folder / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
+    if (folder / RESULT_FILE).is_file():
+        return ArmSeedResult.read(folder / RESULT_FILE)
     started = time.time()
-    result: dict[str, Any] = {"arm": arm, "seed": seed, "labels_per_class": lpc}
+    result = ArmSeedResult(arm=arm, seed=seed, labels_per_class=lpc)
     backbone = None
     labelled = read_indices(subsets.labelled(lpc, seed))
     if cfg.arms[arm].get("distill", True):
-        t = None
         if cfg.arms[arm].get("t") == PROBE:
-            t, result["probe"] = probe_timestep(cache, labelled, data["train"], cfg.probe_test_fraction, seed)
-            result["t"] = t
+            result.t, result.probe = probe_timestep(cache, labelled, data["train"], cfg.probe_test_fraction, seed)
         elif cfg.arms[arm].get("t") == VALIDATE:
-            t, result["validate"] = validate_timestep(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
-            result["t"] = t
+            result.t, result.validate = validate_timestep(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
         elif cfg.arms[arm].get("strategy") == "fixed":
-            result["t"] = int(cfg.arms[arm].get("t", 0))
+            result.t = int(cfg.arms[arm].get("t", 0))
+        chosen = result.t if cfg.arms[arm].get("t") in (PROBE, VALIDATE) else None  # else the arm's own t
         if not (folder / "distill" / "summary.json").is_file():
-            run_recipe(cfg, recipes_dir, "distill", distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t), folder / "distill.log")
+            run_recipe(cfg, recipes_dir, "distill", distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, chosen),
+                       folder / "distill.log")
         backbone = folder / "distill" / "backbone"
-        result["distill"] = distill_summary(folder / "distill")
-        if "validate" in result:  # its cost against this full distillation's optimiser steps
-            full = result["distill"]["epochs"][-1]["step"]
-            result["validate"]["cost"] = round(result["validate"]["steps"] / max(1, full), 2)
+        result.distill = distill_summary(folder / "distill")
+        if result.validate:  # its cost against this full distillation's optimiser steps
+            full = result.distill["epochs"][-1]["step"]
+            result.validate["cost"] = round(result.validate["steps"] / max(1, full), 2)
     if not (folder / "finetune" / "metrics.json").is_file():
         run_recipe(cfg, recipes_dir, "finetune", finetune_flags(cfg, arm, seed, lpc, subsets, backbone), folder / "finetune.log")
-    metrics = json.loads((folder / "finetune" / "metrics.json").read_text())
-    result["top1"] = float(metrics["top1"])
-    result["val_curve"] = epoch_values(folder / "finetune", "val/top1")
+    result.top1 = float(json.loads((folder / "finetune" / "metrics.json").read_text())["top1"])
+    result.val_curve = epoch_values(folder / "finetune", "val/top1")
     timing = {"knn": time.time()}
-    bank = Subset(data["train"], labelled)
-    result["knn"] = frozen_knn(cfg, backbone, seed, bank, data["test"])
+    result.knn = frozen_knn(cfg, backbone, seed, Subset(data["train"], labelled), data["test"])
     timing["val"] = time.time()
     timing["knn"] = timing["val"] - timing["knn"]
-    result["val_top1"] = validation_top1(cfg, folder / "finetune" / "model", Subset(data["train"], read_indices(subsets.val)))
+    result.val_top1 = validation_top1(cfg, folder / "finetune" / "model", Subset(data["train"], read_indices(subsets.val)))
     timing["val"] = time.time() - timing["val"]
-    result["timing"] = {"runner": {k: round(v, 1) for k, v in timing.items()},
-                        **{recipe: recipe_timing(folder / recipe) for recipe in ("distill", "finetune")
-                           if (folder / recipe / TIMING_FILE).is_file()}}
-    result["seconds"] = round(time.time() - started, 1)
-    replace_text(result_file, json.dumps(result, indent=2))
+    result.timing = {"runner": {k: round(v, 1) for k, v in timing.items()},
+                     **{recipe: recipe_timing(folder / recipe) for recipe in ("distill", "finetune")
+                        if (folder / recipe / TIMING_FILE).is_file()}}
+    result.seconds = round(time.time() - started, 1)
+    result.write(folder / RESULT_FILE)
     return result
 
 

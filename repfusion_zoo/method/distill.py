@@ -42,7 +42,7 @@ from .decoders import build_decoder, decoder_task_loss
 from ..errors import ConfigError, InputError, ShapeMismatchError
 from ..losses import build_distill_loss
 from ..teachers.protocol import Teacher
-from ..timesteps import TimestepSample, TimestepStrategy, build_strategy
+from ..timesteps import StrategySettings, TimestepSample, TimestepStrategy, build_strategy
 
 __all__ = ["RepFusion", "RepFusionOutput", "build_repfusion", "REWARDS"]
 
@@ -281,38 +281,33 @@ def build_repfusion(
     *,
     student_channels: int,
     num_classes: int | None,
-    strategy: str = "reinforce",
+    strategy: StrategySettings | str = "reinforce",
     decoder: str | None = "linear",
     loss: str = "hint",
     connector: str = "shared",
     reward: str = "task",
     imitation_weight: float = 1.0,
-    strategy_kwargs: dict[str, Any] | None = None,
     decoder_kwargs: dict[str, Any] | None = None,
     loss_kwargs: dict[str, Any] | None = None,
 ) -> RepFusion:
-    """A :class:`RepFusion` from names, sized from the teacher.
+    """A :class:`RepFusion` from names and the time-step `StrategySettings` (or a strategy name), sized
+    from the teacher.
 
     Reads ``teacher.feature_channels`` (decoder and loss input), ``teacher.in_channels`` (policy
     input), ``teacher.num_train_timesteps`` (the action range) and, for a feature cache,
-    ``teacher.timesteps`` (the default action set). ``decoder=None`` (or
+    ``teacher.timesteps`` (what ``timesteps: all`` means). ``decoder=None`` (or
     ``num_classes=None``) gives plain feature KD without a task reward. ``connector``:
     ``"shared"`` (one 1x1 conv, the paper) or ``"per_t"`` (a head per time step of the strategy's
     action set); ``reward`` / ``imitation_weight``: see `RepFusion`.
     """
     teacher_channels = int(teacher.feature_channels)
-    strategy_kw = {
-        "in_chans": int(teacher.in_channels),
-        "num_train_timesteps": int(teacher.num_train_timesteps),
-        "timesteps": teacher.timesteps,  # a feature cache: its set; else all T steps
-        **(strategy_kwargs or {}),
-    }
     if connector not in CONNECTORS:
         raise ConfigError(f"connector {connector!r} is not one of {list(CONNECTORS)}")
     g = None
     if decoder is not None and num_classes is not None:
         g = build_decoder(decoder, teacher_channels, num_classes, **(decoder_kwargs or {}))
-    chooser = build_strategy(strategy, **strategy_kw)
+    chooser = build_strategy(strategy, in_chans=int(teacher.in_channels), num_train_timesteps=int(teacher.num_train_timesteps),
+                             teacher_timesteps=teacher.timesteps)
     heads = len(chooser.actions) if connector == "per_t" else 1
     return RepFusion(
         teacher,

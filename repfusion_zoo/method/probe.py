@@ -29,7 +29,8 @@ from ..normalize import minus_one_one
 from ..teachers import load_teacher
 from ..visualize import pyplot
 
-__all__ = ["probe_timesteps", "pooled_features", "spectrum", "linear_probe_accuracy", "write_probe", "add_parser"]
+__all__ = ["probe_timesteps", "pooled_features", "spectrum", "fit_probe", "linear_probe_accuracy", "load_probe_images",
+           "write_probe", "add_parser"]
 
 
 @torch.no_grad()
@@ -60,23 +61,35 @@ def spectrum(features: torch.Tensor) -> tuple[list[float], float]:
     return values.tolist(), float(torch.exp(-(p * p.log()).sum()))
 
 
-def linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, *, test_fraction: float = 0.3, seed: int = 0) -> float:
-    """Held-out accuracy of a logistic-regression probe on ``features [N, C]`` (seeded stratified split)."""
+def fit_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+              test_labels: torch.Tensor) -> float:
+    """Accuracy on ``test_features [M, C]`` of a logistic regression (on standardised features) fit to
+    ``train_features [N, C]``, ``train_labels LongTensor[N]``."""
     try:
         from sklearn.linear_model import LogisticRegression  # optional: the recipes extra (the probe's classifier)
-        from sklearn.model_selection import train_test_split  # optional: as above
         from sklearn.pipeline import make_pipeline  # optional: as above
         from sklearn.preprocessing import StandardScaler  # optional: as above
     except ImportError as error:
         raise MissingExtraError.of("scikit-learn", "the linear probe") from error
 
-    x, y = features.double().numpy(), labels.numpy()
-    counts = torch.bincount(labels - labels.min())
-    stratify = y if int(counts[counts > 0].min()) >= 2 else None
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=stratify)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(x_train, y_train)
-    return float(probe.score(x_test, y_test))
+    probe.fit(train_features.double().numpy(), train_labels.numpy())
+    return float(probe.score(test_features.double().numpy(), test_labels.numpy()))
+
+
+def linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, *, test_fraction: float = 0.3, seed: int = 0) -> float:
+    """Held-out accuracy of a logistic-regression probe on ``features [N, C]`` (seeded stratified split)."""
+    try:
+        from sklearn.model_selection import train_test_split  # optional: the recipes extra
+    except ImportError as error:
+        raise MissingExtraError.of("scikit-learn", "the linear probe") from error
+
+    counts = torch.bincount(labels - labels.min())
+    stratify = labels.numpy() if int(counts[counts > 0].min()) >= 2 else None
+    rows = torch.arange(len(labels)).numpy()
+    train, test = train_test_split(rows, test_size=test_fraction, random_state=seed, stratify=stratify)
+    train, test = torch.as_tensor(train), torch.as_tensor(test)
+    return fit_probe(features[train], labels[train], features[test], labels[test])
 
 
 def probe_timesteps(
@@ -89,12 +102,15 @@ def probe_timesteps(
     test_fraction: float = 0.3,
     seed: int = 0,
     class_labels: torch.Tensor | None = None,
+    train: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Per t in ``timesteps``: singular values, effective rank and linear-probe accuracy.
 
     ``images [N, C, H, W]`` are what the teacher expects ([-1, 1] for a diffusion teacher),
-    ``labels LongTensor[N]`` the classes the probe predicts. ``class_labels`` is passed to a
-    class-conditional teacher (mind that conditioning on the probed label leaks it).
+    ``labels LongTensor[N]`` the classes the probe predicts. ``train``: (images ``[M, C, H, W]``,
+    labels ``[M]``) the probe is fit on, scored on all of ``images``; None = fit on a seeded
+    stratified ``1 - test_fraction`` of ``images`` and score on the rest. ``class_labels`` is passed
+    to a class-conditional teacher (mind that conditioning on the probed label leaks it).
     """
     labels = torch.as_tensor(labels).long()
     if images.dim() != 4 or len(images) != len(labels):
@@ -105,14 +121,19 @@ def probe_timesteps(
     for t in timesteps:
         features = pooled_features(teacher, images, int(t), batch_size=batch_size, class_labels=class_labels)
         values, rank = spectrum(features)
-        accuracy = linear_probe_accuracy(features, labels, test_fraction=test_fraction, seed=seed)
+        if train is None:
+            accuracy = linear_probe_accuracy(features, labels, test_fraction=test_fraction, seed=seed)
+        else:
+            fit_on = pooled_features(teacher, train[0], int(t), batch_size=batch_size)
+            accuracy = fit_probe(fit_on, torch.as_tensor(train[1]).long(), features, labels)
         rows.append({"t": int(t), "effective_rank": rank, "linear_probe_accuracy": accuracy, "singular_values": values})
     return {
         "num_samples": len(labels),
+        "num_train": None if train is None else len(train[1]),
         "num_classes": int(len(labels.unique())),
         "feature_dim": int(features.shape[1]),
         "layer": teacher.layer,
-        "test_fraction": test_fraction,
+        "test_fraction": None if train is not None else test_fraction,
         "seed": seed,
         "singular_values_note": "of the centred, globally average-pooled [N, C] features, divided by sqrt(N)",
         "results": rows,
@@ -157,9 +178,10 @@ def _timesteps(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--timesteps takes comma-separated integers, e.g. 0,10,100; got {text!r}") from None
 
 
-def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    height = teacher.sample_size[0]
-    dataset = build_dataset(spec, split=split, image_size=height, in_chans=teacher.in_channels)
+def load_probe_images(spec: str, *, image_size: int, in_chans: int, split: str, num_samples: int,
+                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` seeded-random images of ``split`` (un-augmented, in [-1, 1]) ``[N, C, H, W]`` and their labels ``[N]``."""
+    dataset = build_dataset(spec, split=split, image_size=image_size, in_chans=in_chans)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_samples]
     items = [dataset[int(i)] for i in order]
     images = torch.stack([item["image"] for item in items])
@@ -170,9 +192,13 @@ def _load_images(spec: str, teacher, split: str, num_samples: int, seed: int) ->
 def run(args: argparse.Namespace) -> int:
     """`repfusion-zoo probe`: teacher + data -> probe.json, probe.png."""
     teacher = load_teacher(args.teacher, layer=args.layer, noise=args.noise)
-    images, labels = _load_images(args.dataset, teacher, args.split, args.num_samples, args.seed)
-    result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed)
-    result.update(teacher=str(args.teacher), data=args.dataset, split=args.split)
+    size = {"image_size": teacher.sample_size[0], "in_chans": teacher.in_channels}
+    images, labels = load_probe_images(args.dataset, split=args.split, num_samples=args.num_samples, seed=args.seed, **size)
+    train = None
+    if args.train_split:
+        train = load_probe_images(args.dataset, split=args.train_split, num_samples=args.num_train, seed=args.seed, **size)
+    result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed, train=train)
+    result.update(teacher=str(args.teacher), data=args.dataset, split=args.split, train_split=args.train_split or None)
     json_path, png_path = write_probe(result, args.output_dir)
     for row in result["results"]:
         print(f"t={row['t']:5d}  effective rank {row['effective_rank']:8.2f}  linear probe {100 * row['linear_probe_accuracy']:6.2f}%")
@@ -192,7 +218,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--timesteps", required=True, type=_timesteps, help="comma-separated time steps, e.g. 0,10,100,500")
     parser.add_argument("--output_dir", required=True, help="output folder for probe.json and probe.png")
     parser.add_argument("--num_samples", type=int, default=500, help="images probed (default 500)")
-    parser.add_argument("--split", default="test", help="dataset split (default test)")
+    parser.add_argument("--split", default="test", help="dataset split the probe is scored on (default test)")
+    parser.add_argument("--train_split", default="", help="fit the probe on --num_train images of this split (e.g. train) "
+                        "and score it on all --num_samples; default: fit on 70%% of the --num_samples and score on the rest")
+    parser.add_argument("--num_train", type=int, default=5000, help="images the probe is fit on with --train_split (default 5000)")
     parser.add_argument("--layer", default="mid", help="teacher layer: mid, mid_resnet2_conv2 or down.{i} (default mid)")
     parser.add_argument("--noise", action="store_true", help="feed x_t (noised with the model's scheduler) instead of the clean image")
     parser.add_argument("--batch_size", type=int, default=64)

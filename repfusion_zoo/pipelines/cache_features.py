@@ -14,7 +14,7 @@ from ..data.subsets import per_class_subset
 from ..distributed import process_state
 from ..errors import ConfigError
 from ..training import configure_cpu_threads
-from ..training.config import format_help, load_config, opt, wants_help
+from ..config import format_help, load_config, opt, wants_help
 from .shared import diffusion_teacher, end_processes
 
 __all__ = ["CacheConfig", "cache_teacher", "cache_features", "main"]

@@ -30,10 +30,10 @@ from ..method.policy_report import timestep_report
 from ..tasks import TASKS, get_task
 from ..teachers import SupervisedTeacher
 from ..teachers.cached import CachedTeacher, check_cache_for_run
-from ..timesteps import means_all
+from ..timesteps import StrategySettings
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
                         lr_schedule, plot_timestep_histograms, seed_everything)
-from ..training.config import extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
+from ..config import extend_schema, format_help, load_config, opt, peek, settings_of, to_dict, wants_help
 from ..training.data import collate
 from ..training.records import write_timing
 from ..zoo import create_model, save_pretrained
@@ -49,7 +49,7 @@ DEFAULT_CONFIG = "offline_default.yaml"
 
 
 @dataclass
-class DistillConfig(TrainConfig):
+class DistillConfig(TrainConfig, StrategySettings):
     """Keys of recipes/distill.py; the schedule defaults are the paper's."""
 
     output_dir: str = opt("outputs/distill", "where checkpoints, logs, the backbone and the fine-tune runs go")
@@ -77,29 +77,20 @@ class DistillConfig(TrainConfig):
     teacher_dir: str = opt("", "where the trained teacher goes (default: <output_dir>/teacher); reused if complete")
     teacher_max_train_steps: int = opt(0, "override the teacher config's max_train_steps (0 = keep)")
     teacher_overrides: dict = opt({}, "more train_teacher keys for the trained teacher, e.g. {num_samples: 0}")
-    # RepFusion
-    strategy: str = opt("reinforce", "time-step strategy: the paper's policy, one t, t at random, or every t of the set "
-                                     "at once (all_t, with connector per_t)", choices=["reinforce", "fixed", "random", "all_t"])
-    t: int = opt(0, "the time step of --strategy fixed")
-    timesteps: str = opt("all", "the action set of every strategy: all | start:stop:step (e.g. 0:1000:50) | 0,10,50 "
-                                "(with --teacher_cache, 'all' means the cache's set)")
+    # RepFusion (the time-step strategy's keys: StrategySettings)
     teacher_cache: str = opt("", "read the teacher's features from this cache (recipes/cache_features.py) instead of running it")
     timestep_report: bool = opt(False, "after distilling, write timestep_report.json: the policy's distribution over t beside decoder g's reward per t")
     label_subset: str = opt("", "decoder g (and the policy's reward) sees only these items' labels: a JSON list of dataset indices")
-    entropy_weight: float = opt(0.1, "lambda_H of the policy's entropy bonus")
-    entropy_decay_until: float = opt(-1.0, "fraction of training where lambda_H reaches 0 (negative = constant, the paper)")
-    policy_baseline: str = opt("ema", "REINFORCE baseline", choices=["ema", "batch_mean", "none"])
     reward: str = opt("task", "what the policy is paid: task (-decoder g's loss, the paper), imitation (-the student's "
                               "per-sample distillation loss, the authors' first version), sum (task + imitation_weight x imitation)",
                       choices=["task", "imitation", "sum"])
     imitation_weight: float = opt(1.0, "weight of the imitation reward in reward sum")
-    commit_entropy: float = opt(0.0, "the policy commits to its per-image argmax once a batch's mean entropy is below this "
-                                     "(nats) and stops learning; 0 = it samples to the end (the paper)")
     connector: str = opt("shared", "hint losses: one 1x1 conv for every t (the paper) or a head per t of the action set",
                          choices=["shared", "per_t"])
     loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
     loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
-    decoder: str = opt("linear", "decoder g on the teacher feature", choices=["linear", "mlp", "fcn", "none"])
+    decoder: str | None = opt("linear", "decoder g on the teacher feature (null: none, plain feature KD without a task reward)",
+                              choices=["linear", "mlp", "fcn", None])
     decoder_kwargs: dict = opt({}, "extra kwargs of decoder g (e.g. {hidden: 256} for mlp, the authors' width)")
     # speed (opt-in: it does not pay on a 2-core CPU, see benchmarks/train_step.py; for GPUs, benchmarks/distill_step.py)
     compile: bool = opt(False, "torch.compile the student's forward (input normalisation + forward_features; its backward with it)")
@@ -186,18 +177,11 @@ def feature_channels(module: nn.Module, in_chans: int, size: int, **kwargs: Any)
 def repfusion_from_config(cfg: Any, teacher: nn.Module, student_channels: int, num_classes: int) -> RepFusion:
     """RepFusion around `teacher` from the config's names (`repfusion_zoo.method.build_repfusion`):
     the time-step strategy, decoder g (`num_classes` outputs) and the distillation loss."""
-    strategy_kwargs: dict[str, Any] = {} if means_all(cfg.timesteps) else {"timesteps": cfg.timesteps}
-    if cfg.strategy == "fixed":
-        strategy_kwargs["t"] = cfg.t
-    if cfg.strategy == "reinforce":
-        strategy_kwargs.update(entropy_weight=cfg.entropy_weight,
-                               entropy_decay_until=None if cfg.entropy_decay_until < 0 else cfg.entropy_decay_until,
-                               baseline=None if cfg.policy_baseline == "none" else cfg.policy_baseline,
-                               commit_entropy=cfg.commit_entropy)
-    return build_repfusion(teacher, student_channels=student_channels, num_classes=num_classes, strategy=cfg.strategy,
-                           decoder=None if cfg.decoder == "none" else cfg.decoder, loss=cfg.loss, connector=cfg.connector,
+    return build_repfusion(teacher, student_channels=student_channels, num_classes=num_classes,
+                           strategy=settings_of(StrategySettings, cfg),
+                           decoder=cfg.decoder, loss=cfg.loss, connector=cfg.connector,
                            reward=cfg.reward, imitation_weight=cfg.imitation_weight,
-                           strategy_kwargs=strategy_kwargs, decoder_kwargs=cfg.decoder_kwargs, loss_kwargs=cfg.loss_kwargs)
+                           decoder_kwargs=cfg.decoder_kwargs, loss_kwargs=cfg.loss_kwargs)
 
 
 def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:

@@ -20,7 +20,7 @@ from ..hub import push_to_hub, update_card_metrics
 from ..tasks import TASKS, get_task
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
                         evaluate, lr_schedule, seed_everything)
-from ..training.config import extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
+from ..config import extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
 from ..training.records import write_timing
 from ..zoo import save_pretrained
 from .shared import architecture_of, end_processes

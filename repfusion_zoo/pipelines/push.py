@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..errors import ConfigError
 from ..hub import push_to_hub
-from ..training.config import format_help, load_config, opt, wants_help
+from ..config import format_help, load_config, opt, wants_help
 
 __all__ = ["PushConfig", "push", "main"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,14 @@ from ..atomic import atomic_folder
 from ..data import build_dataset
 from ..errors import ConfigError, InputError
 from ..normalize import minus_one_one
+from ..teachers.unet_files import load_unet
 from ..training import LoopSettings, StepOutput, Trainer, configure_cpu_threads
-from ..training.config import format_help, load_config, opt, to_dict, wants_help
+from ..config import format_help, load_config, opt, to_dict, wants_help
+from .probe_curve import PROBE_CURVE_FILE, ProbeCurve
 from .shared import RECIPE_CONFIGS, end_processes
 
 __all__ = ["TeacherConfig", "train_teacher", "loop_settings", "build_unet", "build_noise_scheduler", "diffusion_loss",
-           "save_teacher", "reusable", "config_key", "parse_config", "main"]
+           "save_teacher", "reusable", "config_key", "parse_config", "main", "initial_unet", "probe_curve"]
 
 #: written into the teacher folder beside model_index.json: the config and what training measured
 TEACHER_CONFIG_FILE = "teacher_config.json"
@@ -98,6 +101,15 @@ class TeacherConfig:
     checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
     resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest checkpoint, or a checkpoint folder")
     reuse: bool = opt(False, "return an existing teacher at output_dir trained with the same config instead of training")
+    init_from: str = opt("", "start from this teacher's UNet weights (a pipeline or UNet folder of the same architecture; "
+                             "the run's own schedule, warm-up and EMA start afresh); '' = random init")
+    # the feature probe while training (probe_curve.json in <output_dir>.run and in the teacher folder)
+    probe_every: int = opt(0, "probe the EMA UNet's pooled mid-block feature every N steps (a multiple of log_every; "
+                              "also at step 0); 0 = never")
+    probe_dataset: str = opt("", "labelled dataset with train and test splits for the probe ('' = dataset)")
+    probe_timesteps: list[int] = opt([10, 100, 300], "time steps probed")
+    probe_train_images: int = opt(5000, "train images the probe is fit on (5000 of CIFAR-10 = about 500 a class)")
+    probe_test_images: int = opt(2000, "test images the probe is scored on")
 
 
 # ------------------------------------------------------------------ building blocks
@@ -132,6 +144,24 @@ def build_unet(cfg: TeacherConfig) -> UNet2DModel:
     )
 
 
+def initial_unet(cfg: TeacherConfig) -> UNet2DModel:
+    """`build_unet(cfg)`, holding `cfg.init_from`'s weights when it names a teacher (its UNet config
+    must equal the run's, dropout aside); a mismatch is a `ConfigError` naming the keys."""
+    unet = build_unet(cfg)
+    if not cfg.init_from:
+        return unet
+    if not Path(cfg.init_from).expanduser().exists():
+        raise ConfigError(f"init_from={cfg.init_from!r} does not exist; give a teacher folder (model_index.json + unet/) or ''")
+    start, _ = load_unet(Path(cfg.init_from).expanduser())
+    ours, theirs = (json.loads(json.dumps(dict(m.config), default=str)) for m in (unet, start))
+    differ = sorted(k for k in ours if not k.startswith("_") and k != "dropout" and ours[k] != theirs.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
+        raise ConfigError(f"init_from={cfg.init_from!r} has another UNet ({detail}); give this run the same architecture keys")
+    unet.load_state_dict(start.state_dict())
+    return unet
+
+
 def build_noise_scheduler(cfg: TeacherConfig) -> DDPMScheduler:
     """The `DDPMScheduler` of the config's noise schedule."""
     return DDPMScheduler(
@@ -160,7 +190,8 @@ def run_precision(mixed_precision: str | None) -> str:
 def config_key(cfg: TeacherConfig) -> dict[str, Any]:
     """What decides the teacher's weights: the config minus where it is written and how it is logged."""
     skip = {"output_dir", "num_samples", "sample_inference_steps", "log_every", "report_to", "checkpointing_steps",
-            "checkpoints_total_limit", "resume_from_checkpoint", "reuse", "dataloader_num_workers", "cpu_threads"}
+            "checkpoints_total_limit", "resume_from_checkpoint", "reuse", "dataloader_num_workers", "cpu_threads",
+            "probe_every", "probe_dataset", "probe_timesteps", "probe_train_images", "probe_test_images"}
     key = {k: v for k, v in to_dict(cfg).items() if k not in skip}
     key["mixed_precision"] = run_precision(key["mixed_precision"])
     return key
@@ -188,7 +219,7 @@ def config_key_from(saved: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ output
 def save_teacher(unet: UNet2DModel, noise_scheduler: DDPMScheduler, out: Path, cfg: TeacherConfig,
-                 info: dict[str, Any]) -> Path:
+                 info: dict[str, Any], probe_curve: Path | None = None) -> Path:
     """Write `DDPMPipeline(unet, noise_scheduler)` (safetensors) + the config and training info, atomically
     (`atomic_folder`: a temp folder beside the target, swapped in on success; a kill never leaves
     half a teacher)."""
@@ -197,6 +228,8 @@ def save_teacher(unet: UNet2DModel, noise_scheduler: DDPMScheduler, out: Path, c
         recorded = {**to_dict(cfg), "mixed_precision": run_precision(cfg.mixed_precision)}
         (tmp / TEACHER_CONFIG_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
         (tmp / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if probe_curve is not None and probe_curve.is_file():
+            shutil.copyfile(probe_curve, tmp / PROBE_CURVE_FILE)
         if cfg.num_samples > 0:
             save_samples(unet, noise_scheduler, tmp / SAMPLES_FILE, cfg)
     return Path(out)
@@ -251,6 +284,19 @@ def _cosine_with_warmup(cfg: TeacherConfig):  # noqa: ANN202  (the loop's LrSche
     return build
 
 
+def probe_curve(cfg: TeacherConfig, accelerator: Accelerator) -> ProbeCurve | None:
+    """The run's `ProbeCurve` (main process, ``probe_every`` > 0), in ``<output_dir>.run``."""
+    if not cfg.probe_every:
+        return None
+    if cfg.probe_every % max(1, cfg.log_every):
+        raise ConfigError(f"probe_every={cfg.probe_every} must be a multiple of log_every={cfg.log_every}")
+    if not accelerator.is_main_process:
+        return None
+    return ProbeCurve(Path(loop_settings(cfg).output_dir) / PROBE_CURVE_FILE, dataset=cfg.probe_dataset or cfg.dataset,
+                      image_size=cfg.image_size, in_chans=cfg.in_channels, timesteps=cfg.probe_timesteps,
+                      train_images=cfg.probe_train_images, test_images=cfg.probe_test_images, seed=cfg.seed)
+
+
 def train_teacher(cfg: TeacherConfig) -> Path:
     """Train (or, with `reuse`, find) the teacher described by `cfg`; return its folder.
 
@@ -271,7 +317,7 @@ def train_teacher(cfg: TeacherConfig) -> Path:
         raise InputError(f"dataset {cfg.dataset!r} has {len(dataset)} images, fewer than one batch ({cfg.train_batch_size}); "
                          "lower train_batch_size")
     loader = trainer.train_loader(dataset)
-    unet = build_unet(cfg)
+    unet = initial_unet(cfg)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, power=cfg.ema_power,
                    model_cls=type(unet), model_config=unet.config)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
@@ -280,6 +326,16 @@ def train_teacher(cfg: TeacherConfig) -> Path:
     model, _, _ = trainer.prepare(unet, optimizer, loader, _cosine_with_warmup(cfg), tracker_config=to_dict(cfg))
     noise_scheduler = build_noise_scheduler(cfg)
     logged = {"loss": float("nan")}
+    curve = probe_curve(cfg, accelerator)
+
+    def probe(step_number: int) -> None:
+        """The EMA weights' probe row (main process; the others go on to the next collective)."""
+        if curve is None or step_number % cfg.probe_every:
+            return
+        ema_unet = build_unet(cfg)
+        ema.copy_to(ema_unet.parameters())
+        top1 = curve.record(step_number, ema_unet)
+        accelerator.print(f"teacher: probe at step {step_number}: " + ", ".join(f"t={t} {v:.2f}%" for t, v in top1.items()))
 
     def step(model: torch.nn.Module, batch: dict[str, Any], progress: float) -> StepOutput:
         loss = diffusion_loss(model, noise_scheduler, batch["image"])
@@ -292,7 +348,10 @@ def train_teacher(cfg: TeacherConfig) -> Path:
             raise FloatingPointError(f"teacher loss became {value} at step {step_number}; lower learning_rate")
         logged["loss"] = value
         accelerator.log({"teacher/loss": value, "teacher/lr": trainer.lr_schedule.get_last_lr()[0]}, step=step_number)
+        probe(step_number)
 
+    if trainer.state.step == 0:
+        probe(0)  # the starting weights (init_from's, or random)
     start = time.time()
     state = trainer.fit(step, after_optimizer_step=lambda: ema.step(accelerator.unwrap_model(model).parameters()),
                         on_log=check_loss)
@@ -305,7 +364,7 @@ def train_teacher(cfg: TeacherConfig) -> Path:
         info = {"steps": state.step, "final_loss": last_loss if math.isfinite(last_loss) else None,
                 "train_seconds": round(seconds, 1), "images": len(dataset), "processes": accelerator.num_processes,
                 "skipped_images": len(getattr(dataset, "skipped", []))}
-        save_teacher(ema_unet.eval(), build_noise_scheduler(cfg), out, cfg, info)
+        save_teacher(ema_unet.eval(), build_noise_scheduler(cfg), out, cfg, info, curve.path if curve else None)
         accelerator.print(f"teacher: {out} ({state.step} steps, loss {last_loss:.4f}, {seconds:.0f} s)")
     accelerator.wait_for_everyone()
     trainer.finish()

@@ -8,7 +8,8 @@ One interface, the `TimestepStrategy` protocol (docs/architecture.md, "time step
   for the learned policy; empty for fixed / uniform strategies)
 - ``strategy.learns``: whether ``loss`` learns from a reward (then RepFusion needs a decoder g)
 
-Strategies:
+Built by `build_strategy(StrategySettings)` (settings.py: the keys, declared once; each strategy's
+``from_settings`` reads the ones it uses). Strategies:
 
 - :class:`ReinforcePolicy`: the paper's Section 4.2. A small conv net on the image, 3 linear layers,
   a categorical over the action set, one t sampled per sample; trained by REINFORCE on
@@ -29,6 +30,7 @@ from .base import TimestepSample, TimestepSpec, TimestepStrategy, means_all, par
 from .build import build_strategy
 from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import BASELINES, DEFAULT_BASELINE, ReinforcePolicy, entropy_weight_at
+from .settings import STRATEGY_NAMES, StrategySettings
 
 __all__ = [
     "TimestepSample",
@@ -39,6 +41,8 @@ __all__ = [
     "UniformTimestep",
     "EveryTimestep",
     "build_strategy",
+    "StrategySettings",
+    "STRATEGY_NAMES",
     "parse_timesteps",
     "means_all",
     "entropy_weight_at",

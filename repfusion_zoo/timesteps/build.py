@@ -1,41 +1,44 @@
-"""Building a time-step strategy by name, from the keys each strategy declares (``SHARED``, ``OPTIONS``)."""
+"""Building the time-step strategy a `StrategySettings` names (each strategy reads its keys in ``from_settings``)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import ConfigError
-from .base import TimestepSpec, TimestepStrategy
+from .base import TimestepSpec, TimestepStrategy, means_all
 from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import ReinforcePolicy
+from .settings import StrategySettings
 
 __all__ = ["build_strategy"]
 
 
-_STRATEGIES: dict[str, type[ReinforcePolicy] | type[FixedTimestep] | type[UniformTimestep]] = {
+_STRATEGIES: dict[str, Any] = {
     "reinforce": ReinforcePolicy,
     "fixed": FixedTimestep,
     "random": UniformTimestep,
-    "uniform": UniformTimestep,
     "all_t": EveryTimestep,
 }
 
 
-def build_strategy(name: str, *, in_chans: int | None = None, num_train_timesteps: int | None = None,
-                   timesteps: TimestepSpec = None, **options: Any) -> TimestepStrategy:
-    """Build a strategy by name: ``"reinforce"``, ``"fixed"`` (option ``t``), ``"random"`` (= ``"uniform"``),
-    ``"all_t"`` (every t of the set for every image).
+def build_strategy(settings: StrategySettings | str, *, in_chans: int = 3, num_train_timesteps: int = 1000,
+                   teacher_timesteps: TimestepSpec = None, **keys: Any) -> TimestepStrategy:
+    """The strategy of ``settings`` for a teacher with ``in_chans`` input channels and T =
+    ``num_train_timesteps``; ``timesteps: all`` means ``teacher_timesteps`` (a feature cache's set;
+    None = all of 0..T-1).
 
-    ``in_chans``, ``num_train_timesteps`` and ``timesteps`` (the action set) may be passed to any
-    strategy (each takes the ones it declares in ``SHARED``); an option outside its ``OPTIONS``
-    raises :class:`ConfigError`.
+    ``settings`` may be a strategy name with `StrategySettings` keys: ``build_strategy("fixed", t=3)``.
     """
-    if name not in _STRATEGIES:
-        raise ConfigError(f"unknown time-step strategy {name!r}; use one of {sorted(_STRATEGIES)}.")
-    cls = _STRATEGIES[name]
-    unknown = set(options) - set(cls.OPTIONS)
-    if unknown:
-        raise ConfigError(
-            f"time-step strategy {name!r} takes no option(s) {sorted(unknown)}; it takes {sorted({*cls.SHARED, *cls.OPTIONS})}."
-        )
-    shared = {"in_chans": in_chans, "num_train_timesteps": num_train_timesteps, "timesteps": timesteps}
-    return cls(**{k: v for k, v in shared.items() if k in cls.SHARED and v is not None}, **options)
+    if isinstance(settings, str):
+        names = [f.name for f in dataclasses.fields(StrategySettings)]
+        unknown = sorted(set(keys) - set(names))
+        if unknown:
+            raise ConfigError(f"time-step strategy settings have no key(s) {unknown}; the keys are {names}.")
+        settings = StrategySettings(strategy=settings, **keys)
+    elif keys:
+        raise ConfigError(f"give the keys {sorted(keys)} in the StrategySettings, not beside them")
+    if settings.strategy not in _STRATEGIES:
+        raise ConfigError(f"unknown time-step strategy {settings.strategy!r}; use one of {list(_STRATEGIES)}.")
+    actions = teacher_timesteps if means_all(settings.timesteps) else settings.timesteps
+    return _STRATEGIES[settings.strategy].from_settings(settings, in_chans=in_chans, num_train_timesteps=num_train_timesteps,
+                                                        timesteps=actions)

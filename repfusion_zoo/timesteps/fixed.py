@@ -3,13 +3,12 @@ action set (its "random" ablation), and every t of the set at once (no selection
 distilled at all of them, each through its own connector head). ``loss`` returns ``{}``."""
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .base import TimestepSample, TimestepSpec, check_images, parse_timesteps, steps_text
+from .settings import StrategySettings
 
 __all__ = ["FixedTimestep", "UniformTimestep", "EveryTimestep"]
 
@@ -24,9 +23,6 @@ class FixedTimestep(nn.Module):
     learns = False
     draws = 1
     loss_names: tuple[str, ...] = ()
-    SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
-    OPTIONS: ClassVar[tuple[str, ...]] = ("t",)
-
     def __init__(self, t: int = 0, num_train_timesteps: int | None = None, timesteps: TimestepSpec = None) -> None:
         super().__init__()
         if t < 0 or (num_train_timesteps is not None and t >= num_train_timesteps):
@@ -38,6 +34,12 @@ class FixedTimestep(nn.Module):
         self.t = int(t)
         self.num_train_timesteps = num_train_timesteps
         self.register_buffer("actions", torch.tensor([self.t]), persistent=False)
+
+    @classmethod
+    def from_settings(cls, settings: StrategySettings, *, in_chans: int, num_train_timesteps: int,
+                      timesteps: TimestepSpec) -> FixedTimestep:
+        """``settings.t`` (which must lie in the action set ``timesteps``)."""
+        return cls(t=settings.t, num_train_timesteps=num_train_timesteps, timesteps=timesteps)
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
         """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, every entry ``self.t``."""
@@ -61,15 +63,18 @@ class UniformTimestep(nn.Module):
     learns = False
     draws = 1
     loss_names: tuple[str, ...] = ()
-    SHARED: ClassVar[tuple[str, ...]] = ("num_train_timesteps", "timesteps")
-    OPTIONS: ClassVar[tuple[str, ...]] = ()
-
     def __init__(self, num_train_timesteps: int = 1000, timesteps: TimestepSpec = None) -> None:
         super().__init__()
         if num_train_timesteps < 1:
             raise ConfigError(f"UniformTimestep num_train_timesteps={num_train_timesteps} must be >= 1.")
         self.num_train_timesteps = int(num_train_timesteps)
         self.register_buffer("actions", torch.tensor(parse_timesteps(timesteps, self.num_train_timesteps)), persistent=False)
+
+    @classmethod
+    def from_settings(cls, settings: StrategySettings, *, in_chans: int, num_train_timesteps: int,
+                      timesteps: TimestepSpec) -> UniformTimestep:
+        """Over the action set ``timesteps`` (no key of ``settings`` besides the set)."""
+        return cls(num_train_timesteps=num_train_timesteps, timesteps=timesteps)
 
     def sample(self, x: torch.Tensor) -> TimestepSample:
         """``x [B, C, H, W]`` -> ``TimestepSample(t LongTensor[B])``, each entry uniform over the set."""

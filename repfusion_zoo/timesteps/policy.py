@@ -2,7 +2,7 @@
 the entropy bonus's schedule."""
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from torch.distributions import Categorical
 
 from ..errors import ConfigError, InputError
 from .base import TimestepSample, TimestepSpec, check_images, parse_timesteps
+from .settings import StrategySettings
 
 __all__ = ["ReinforcePolicy", "entropy_weight_at", "BASELINES", "DEFAULT_BASELINE"]
 
@@ -111,10 +112,6 @@ class ReinforcePolicy(nn.Module):
     learns = True
     draws = 1
     loss_names = ("policy", "entropy")
-    #: the `build_strategy` keys it takes: the shared ones it uses, then its own options
-    SHARED: ClassVar[tuple[str, ...]] = ("in_chans", "num_train_timesteps", "timesteps")
-    OPTIONS: ClassVar[tuple[str, ...]] = ("hidden", "conv_channels", "entropy_weight", "entropy_decay_until", "baseline",
-                                          "baseline_momentum", "eval_mode", "commit_entropy")
 
     def __init__(
         self,
@@ -152,6 +149,14 @@ class ReinforcePolicy(nn.Module):
         self.register_buffer("baseline_value", torch.zeros(()))
         self.register_buffer("baseline_initialized", torch.zeros((), dtype=torch.bool))
         self.net = _PolicyNet(in_chans, len(acts), conv_channels, hidden)
+
+    @classmethod
+    def from_settings(cls, settings: StrategySettings, *, in_chans: int, num_train_timesteps: int,
+                      timesteps: TimestepSpec) -> ReinforcePolicy:
+        """The policy of ``settings`` (entropy bonus and its decay, baseline, commit threshold) over ``timesteps``."""
+        return cls(in_chans=in_chans, num_train_timesteps=num_train_timesteps, timesteps=timesteps,
+                   entropy_weight=settings.entropy_weight, entropy_decay_until=settings.entropy_decay_until,
+                   baseline=settings.policy_baseline, commit_entropy=settings.commit_entropy)
 
     @property
     def num_actions(self) -> int:

@@ -1,8 +1,7 @@
-"""Training infrastructure shared by the recipes: config, settings, the loop, its step contract, state,
+"""Training infrastructure shared by the recipes: loop settings, the loop, its step contract, state,
 data order, evaluation, plots, CPU threads."""
 from __future__ import annotations
 
-from .config import format_help, load_config, opt, peek, read_yaml, to_dict, wants_help
 from .evaluate import evaluate, shard
 from .loop import Trainer, epoch_batches
 from .plots import plot_timestep_histograms
@@ -14,8 +13,7 @@ from .threads import configure_cpu_threads
 
 __all__ = [
     "CheckpointManager", "LoopSettings", "StepFn", "StepOutput", "TrainConfig", "Trainer", "TrainingState",
-    "build_optimizer", "complete_checkpoints", "configure_cpu_threads", "epoch_batches", "evaluate", "format_help",
-    "load_config", "lr_factor", "lr_schedule", "make_accelerator", "micro_batch_size", "opt", "peek",
-    "plot_timestep_histograms", "read_yaml", "resolve_resume", "seed_everything", "seed_step", "shard", "to_dict",
-    "wants_help",
+    "build_optimizer", "complete_checkpoints", "configure_cpu_threads", "epoch_batches", "evaluate", "lr_factor",
+    "lr_schedule", "make_accelerator", "micro_batch_size", "plot_timestep_histograms", "resolve_resume",
+    "seed_everything", "seed_step", "shard",
 ]

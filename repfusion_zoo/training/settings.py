@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from torch import nn
 
 from ..distributed import multi_process_cpu
 from ..errors import ConfigError, MissingExtraError
-from .config import opt
+from ..config import opt, settings_of
 
 __all__ = ["TrainConfig", "LoopSettings", "LrSchedule", "make_accelerator", "micro_batch_size", "build_optimizer",
            "lr_factor", "lr_schedule", "trackers"]
@@ -90,8 +89,7 @@ class LoopSettings:
     @classmethod
     def of(cls, cfg: Any, **changes: Any) -> LoopSettings:
         """The settings a recipe config (e.g. a `TrainConfig`) holds under these names, plus ``changes``."""
-        values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)}
-        return cls(**{**values, **changes})
+        return settings_of(cls, cfg, **changes)
 
 
 def trackers(report_to: str) -> list[str]:

@@ -238,3 +238,10 @@ def wants_help(argv: Sequence[str] | None) -> bool:
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The config as a plain dict (for trackers, tasks and the saved `config.yaml`)."""
     return dataclasses.asdict(cfg)
+
+
+def settings_of(schema: type[T], cfg: Any, **changes: Any) -> T:
+    """The ``schema`` settings (a dataclass) that ``cfg`` holds under the same names, plus ``changes``:
+    e.g. a recipe config's `StrategySettings`."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(schema) if hasattr(cfg, f.name)}
+    return schema(**{**values, **changes})
