@@ -172,3 +172,24 @@ def test_a_recipes_own_batch_key_and_flags_override_files(tmp_path):
     assert load_config(OwnBatch, ["--batch_size", "6"]).batch_size == 6  # the cache's teacher batch: its own key
     (tmp_path / "file.yaml").write_text("learning_rate: 0.25\n")
     assert load_config(Small, ["--config", str(tmp_path / "file.yaml"), "--learning_rate", "0.5"]).learning_rate == 0.5
+
+
+def test_setting_groups_are_declared_once_and_inherited():
+    """The teacher keys (TeacherSettings) and the strategy keys (StrategySettings) are declared in one
+    place each; every recipe config that reads them inherits that declaration, help and choices."""
+    import dataclasses
+
+    from repfusion_zoo.experiments.config import ExperimentConfig
+    from repfusion_zoo.pipelines.cache_features import CacheConfig
+    from repfusion_zoo.pipelines.distill import DistillConfig
+    from repfusion_zoo.teachers import TeacherSettings
+    from repfusion_zoo.timesteps import StrategySettings
+
+    for config in (DistillConfig, CacheConfig, ExperimentConfig):
+        assert issubclass(config, TeacherSettings)
+        ours = {f.name: f for f in dataclasses.fields(config)}
+        for field in dataclasses.fields(TeacherSettings):
+            assert ours[field.name].metadata == field.metadata  # not re-declared with its own help
+    assert issubclass(DistillConfig, StrategySettings)
+    cfg = load_config(DistillConfig, ["--teacher_conditioning", "zeros", "--policy_baseline", "null"])
+    assert (cfg.teacher_conditioning, cfg.policy_baseline) == ("zeros", None)

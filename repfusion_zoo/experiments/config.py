@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
 from ..config import opt
+from ..errors import ConfigError
+from ..teachers import TeacherSettings
 
 __all__ = ["ExperimentConfig", "arm_seeds", "check_arms", "PROBE"]
 
@@ -35,8 +36,9 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class ExperimentConfig:
-    """Keys of recipes/experiment.py (a YAML file's keys and the flags are the same names)."""
+class ExperimentConfig(TeacherSettings):
+    """Keys of recipes/experiment.py (a YAML file's keys and the flags are the same names; the teacher's:
+    `TeacherSettings`, handed to the cache and every distillation)."""
 
     name: str = opt("experiment", "results file stem: <results_dir>/<name>.json|.md|.png")
     output_dir: str = opt("outputs/experiment", "where the cache, subsets and every arm-seed's runs go")
@@ -44,8 +46,6 @@ class ExperimentConfig:
     dataset: str = opt("data/cifar10", "image folder (train/ and test/ class folders) or another build_dataset spec")
     image_size: int = opt(32, "image side (the teacher's sample size)")
     in_chans: int = opt(3, "image channels")
-    teacher: str = opt("", "diffusion teacher: Hub id or local folder")
-    teacher_layer: str = opt("mid", "teacher layer whose features are cached and distilled")
     student: str = opt("resnet18_cifar", "student architecture (zoo or timm name)")
     student_kwargs: dict = opt({}, "extra timm kwargs of the student, e.g. {channels: [16, 32, 64, 128]}")
     timesteps: str = opt("0,10,50,100,200,300,500,999", "the cache's time-step set: every arm's actions")

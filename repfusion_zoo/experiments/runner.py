@@ -16,6 +16,7 @@ by default).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -30,13 +31,14 @@ from torch.utils.data import Dataset, Subset
 
 from ..atomic import replace_text
 from ..cache import FeatureCache, build_feature_cache
+from ..config import settings_of
 from ..data import build_dataset
 from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
 from ..pipelines.distill import load_distill_config
 from ..pipelines.finetune import load_finetune_config
 from ..training.records import TIMING_FILE, write_timing
-from ..teachers import load_teacher
+from ..teachers import TeacherSettings, build_teacher
 from ..timesteps import parse_timesteps
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
 from .result import RESULT_FILE, ArmSeedResult
@@ -108,7 +110,7 @@ def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubse
         return folder
     except IncompleteCacheError:
         pass
-    teacher = load_teacher(cfg.teacher, layer=cfg.teacher_layer, image_size=cfg.image_size)
+    teacher = build_teacher(cfg, image_size=cfg.image_size, in_chans=cfg.in_chans, classes=getattr(train, "classes", ()))
     build_feature_cache(teacher, train, folder, timesteps=parse_timesteps(cfg.timesteps, teacher.num_train_timesteps),
                         dataset_spec=cfg.dataset, split="train", indices=read_indices(subsets.distill_images),
                         teacher_source=cfg.teacher, **cfg.cache)
@@ -124,7 +126,7 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
     if t is not None:
         flags["t"] = t
     flags.update(task="classification", dataset=cfg.dataset, image_size=cfg.image_size, in_chans=cfg.in_chans,
-                 teacher=cfg.teacher, teacher_layer=cfg.teacher_layer, student=cfg.student,
+                 **dataclasses.asdict(settings_of(TeacherSettings, cfg)), student=cfg.student,
                  student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache),
                  train_subset=str(subsets.distill_images), label_subset=str(subsets.labelled(lpc, seed)),
                  seed=seed, finetune=False, timestep_report=True, resume_from_checkpoint="latest",

@@ -13,22 +13,18 @@ from ..data import build_dataset
 from ..data.subsets import per_class_subset
 from ..distributed import process_state
 from ..errors import ConfigError
-from ..training import configure_cpu_threads
 from ..config import format_help, load_config, opt, wants_help
-from .shared import diffusion_teacher, end_processes
+from ..teachers import TeacherSettings, build_teacher
+from ..training import configure_cpu_threads
+from .shared import end_processes
 
 __all__ = ["CacheConfig", "cache_teacher", "cache_features", "main"]
 
 
 @dataclass
-class CacheConfig:
-    """Keys of recipes/cache_features.py."""
+class CacheConfig(TeacherSettings):
+    """Keys of recipes/cache_features.py (the teacher's: `TeacherSettings`)."""
 
-    teacher: str = opt("", "Hub id or local folder of the diffusion teacher (required)")
-    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (UNets) | blocks.<K> (DiT)")
-    teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps WordNet-id classes to ImageNet ids", choices=["", "tinyimagenet"])
-    teacher_conditioning: str = opt("auto", "a latent (Stable Diffusion) teacher's cross-attention input: auto = stored, else "
-                                            "empty-prompt, else zeros", choices=["auto", "stored", "empty-prompt", "zeros"])
     dataset: str = opt("digits", "repfusion_zoo.data.build_dataset spec (digits | imagefolder:<path> | <path> | hf:<id>)")
     split: str = opt("train", "dataset split to cache")
     image_size: int = opt(32, "image side in pixels (must equal the teacher's sample_size)")
@@ -51,8 +47,7 @@ def cache_teacher(cfg: CacheConfig, classes: Sequence[str]) -> nn.Module:
     """The diffusion teacher whose features the cache holds (`cfg.teacher`), its input size checked against the data's."""
     if not cfg.teacher:
         raise ConfigError("--teacher is required: a Hub id or a local teacher folder (e.g. ../shared/teachers/cifar10-ddpm32-small)")
-    return diffusion_teacher(cfg.teacher, layer=cfg.teacher_layer, image_size=cfg.image_size, in_chans=cfg.in_chans,
-                             class_map=cfg.teacher_class_map, classes=classes, conditioning=cfg.teacher_conditioning)
+    return build_teacher(cfg, image_size=cfg.image_size, in_chans=cfg.in_chans, classes=classes)
 
 
 def cache_features(cfg: CacheConfig) -> str:

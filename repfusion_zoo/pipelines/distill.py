@@ -28,7 +28,7 @@ from ..hub import push_to_hub
 from ..modes import evaluating
 from ..method.policy_report import timestep_report
 from ..tasks import TASKS, get_task
-from ..teachers import SupervisedTeacher
+from ..teachers import SupervisedTeacher, TeacherSettings, build_teacher
 from ..teachers.cached import CachedTeacher, check_cache_for_run
 from ..timesteps import StrategySettings
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
@@ -39,9 +39,9 @@ from ..training.records import write_timing
 from ..zoo import create_model, save_pretrained
 from . import train_teacher as teacher_pipeline
 from .finetune import finetune, load_finetune_config
-from .shared import RECIPE_CONFIGS, architecture_of, diffusion_teacher, end_processes, main_print
+from .shared import RECIPE_CONFIGS, architecture_of, end_processes, main_print
 
-__all__ = ["DistillConfig", "load_distill_config", "distill", "build_teacher", "build_student", "repfusion_from_config",
+__all__ = ["DistillConfig", "load_distill_config", "distill", "run_teacher", "build_student", "repfusion_from_config",
            "finetune_settings", "main"]
 
 #: the base config of a run without ``--config`` (a file of the recipes' configs folder)
@@ -49,7 +49,7 @@ DEFAULT_CONFIG = "offline_default.yaml"
 
 
 @dataclass
-class DistillConfig(TrainConfig, StrategySettings):
+class DistillConfig(TrainConfig, TeacherSettings, StrategySettings):
     """Keys of recipes/distill.py; the schedule defaults are the paper's."""
 
     output_dir: str = opt("outputs/distill", "where checkpoints, logs, the backbone and the fine-tune runs go")
@@ -64,15 +64,9 @@ class DistillConfig(TrainConfig, StrategySettings):
     # student
     student: str = opt("resnet18_cifar", "zoo or timm name of the student")
     student_kwargs: dict = opt({}, "extra timm kwargs for the student, e.g. {channels: [16, 32, 64, 128]}")
-    # teacher
-    teacher: str = opt("", "Hub id or local folder of the teacher; empty = train/reuse one with train_teacher.py")
+    # teacher (its source and layer: TeacherSettings)
     teacher_type: str = opt("diffusion", "diffusion (a UNet, latent UNet or DiT: teachers.load_teacher) or supervised (SupervisedTeacher)", choices=["diffusion", "supervised"])
-    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (UNets) | blocks.<K> (DiT) "
-                                    "(supervised: a feature index, '' = last map)")
     teacher_noise: bool = opt(False, "feed x_t instead of the clean image (the paper: clean)")
-    teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps the dataset's WordNet-id classes to ImageNet ids", choices=["", "tinyimagenet"])
-    teacher_conditioning: str = opt("auto", "a latent (Stable Diffusion) teacher's cross-attention input: auto = stored, else "
-                                            "empty-prompt, else zeros", choices=["auto", "stored", "empty-prompt", "zeros"])
     teacher_config: str = opt("teacher_digits.yaml", "train_teacher config (relative to recipes/configs) when --teacher is empty")
     teacher_dir: str = opt("", "where the trained teacher goes (default: <output_dir>/teacher); reused if complete")
     teacher_max_train_steps: int = opt(0, "override the teacher config's max_train_steps (0 = keep)")
@@ -149,16 +143,17 @@ def resolve_teacher(cfg: Any, configs: Path = RECIPE_CONFIGS) -> str:
     return str(teacher_pipeline.train_teacher(teacher_cfg))  # the process group stays up for distillation
 
 
-def build_teacher(cfg: Any, source: str, classes: Sequence[str] = ()) -> nn.Module:
-    """The diffusion teacher (or SupervisedTeacher) of `source`; input size/channels checked against the data."""
+def run_teacher(cfg: Any, source: str, classes: Sequence[str] = ()) -> nn.Module:
+    """The run's teacher read from `source` (`cfg.teacher`, or the one trained here): the diffusion
+    teacher of its `TeacherSettings` (`teachers.build_teacher`, size checked against the data) or a
+    `SupervisedTeacher`."""
     if cfg.teacher_type == "supervised":
         path = Path(source).expanduser()
         model = create_model(str(path) if path.is_dir() else source, pretrained=True)
         layer = int(cfg.teacher_layer) if cfg.teacher_layer.lstrip("-").isdigit() else None
         return SupervisedTeacher(model, layer)
-    return diffusion_teacher(source, layer=cfg.teacher_layer, image_size=cfg.image_size, in_chans=cfg.in_chans,
-                             noise=cfg.teacher_noise, class_map=cfg.teacher_class_map, classes=classes,
-                             conditioning=cfg.teacher_conditioning)
+    settings = settings_of(TeacherSettings, cfg, teacher=source)
+    return build_teacher(settings, image_size=cfg.image_size, in_chans=cfg.in_chans, classes=classes, noise=cfg.teacher_noise)
 
 
 def build_student(cfg: Any) -> nn.Module:
@@ -235,7 +230,7 @@ def distill(cfg: Any, *, configs: Path = RECIPE_CONFIGS) -> dict[str, Any]:
     task = get_task(cfg.task)()
     train_set, _ = task.build_datasets(values)  # a missing dataset fails here, before anything is written
     num_classes = int(cfg.num_classes or getattr(task, "num_classes", 0) or 0)
-    teacher = build_teacher(cfg, resolve_teacher(cfg, configs), getattr(train_set, "classes", ()))
+    teacher = run_teacher(cfg, resolve_teacher(cfg, configs), getattr(train_set, "classes", ()))
     if cfg.teacher_cache:
         teacher = cached_teacher(cfg, teacher, train_set)
     plain_train = train_set  # every label, before the label budget
