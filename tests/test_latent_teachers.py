@@ -195,3 +195,19 @@ def test_every_teacher_implements_the_protocols(sd_folder, dit_folder, tmp_path)
     with pytest.raises(ConfigError, match="diffusion teacher"):
         describe_cache(supervised, None, timesteps="0", dataset_spec="x", split="train", indices=None, views=["identity"],
                        dtype="float16", pooled=False, teacher_source=None)
+
+
+@pytest.mark.parametrize("kind", ["sd", "dit"])
+def test_the_probe_command_reads_latent_teachers(kind, sd_folder, dit_folder, tmp_path, capsys):
+    """`repfusion-zoo probe` on a latent UNet and a DiT folder: the image goes through the VAE, the
+    pooled feature of the named layer is probed per t."""
+    from repfusion_zoo.cli import main
+
+    folder = sd_folder if kind == "sd" else dit_folder
+    layer = "mid" if kind == "sd" else "blocks.2"
+    data = write_image_folder(tmp_path / "data", {"a": 6, "b": 6}, size=IMAGE)
+    assert main(["probe", "--teacher", str(folder), "--dataset", str(data), "--split", "train", "--timesteps", "0,500",
+                 "--num_samples", "12", "--layer", layer, "--output_dir", str(tmp_path / "probe")]) == 0
+    result = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert [row["t"] for row in result["results"]] == [0, 500] and result["layer"] == layer
+    assert all(0.0 <= row["linear_probe_accuracy"] <= 1.0 for row in result["results"])
