@@ -193,3 +193,22 @@ def test_setting_groups_are_declared_once_and_inherited():
     assert issubclass(DistillConfig, StrategySettings)
     cfg = load_config(DistillConfig, ["--teacher_conditioning", "zeros", "--policy_baseline", "null"])
     assert (cfg.teacher_conditioning, cfg.policy_baseline) == ("zeros", None)
+
+
+def test_loop_keys_are_declared_once():
+    """LoopSettings declares the loop keys; the student recipes' TrainConfig and the teacher's config
+    inherit them (the teacher gives some its own defaults without declaring them again)."""
+    import dataclasses
+
+    from repfusion_zoo.pipelines.train_teacher import TeacherConfig
+    from repfusion_zoo.training import LoopSettings, TrainConfig
+
+    loop = {f.name: f for f in dataclasses.fields(LoopSettings)}
+    for config in (TrainConfig, TeacherConfig):
+        assert issubclass(config, LoopSettings)
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        assert all(fields[name].metadata["choices"] == f.metadata["choices"] for name, f in loop.items())
+    teacher = TeacherConfig()
+    assert (teacher.num_train_epochs, teacher.max_train_steps, teacher.max_grad_norm, teacher.channels_last) == (None, 300, 1.0, False)
+    assert TrainConfig().channels_last and TrainConfig().num_train_epochs == 200
+    assert LoopSettings.of(teacher).train_batch_size == 64

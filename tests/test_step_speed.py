@@ -181,10 +181,10 @@ def test_trainer_puts_the_model_in_the_settings_memory_format(tmp_path, channels
     from repfusion_zoo.training import LoopSettings, Trainer
     from repfusion_zoo.training.settings import TrainConfig
 
-    assert TrainConfig().channels_last and not LoopSettings("o", 0, 2).channels_last  # teachers: NCHW (no gain here)
+    assert TrainConfig().channels_last and not LoopSettings().channels_last  # teachers: NCHW (benchmarks/teacher_step.py: 1.1x slower)
     model = create_model("resnet18_cifar", num_classes=2, channels=[8, 16, 32, 64])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    trainer = Trainer(LoopSettings(str(tmp_path), 0, 2, num_train_epochs=1, channels_last=channels_last), "t")
+    trainer = Trainer(LoopSettings(output_dir=str(tmp_path), train_batch_size=2, num_train_epochs=1, channels_last=channels_last), "t")
     data = [{"image": torch.rand(3, 8, 8), "label": i % 2} for i in range(4)]
     prepared, _, _ = trainer.prepare(model, optimizer, trainer.train_loader(data), lambda o, s, t: torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0))
     weight = prepared.conv1.weight

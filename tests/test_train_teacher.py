@@ -221,3 +221,15 @@ def test_init_from_another_architecture_names_the_keys(tiny_teacher: Path, tmp_p
     cfg = tt.parse_config([*TINY, "--output_dir", str(tmp_path / "x"), "--init_from", str(tmp_path / "nowhere")])
     with pytest.raises(ConfigError, match="does not exist"):
         tt.initial_unet(cfg)
+
+
+def test_a_teacher_saved_before_a_key_existed_is_still_reused(tiny_teacher: Path, tmp_path: Path):
+    """A teacher_config.json without a later key (here the loop's channels_last, train_subset and
+    num_train_epochs) reads that key as its default: what the run did."""
+    copy = tmp_path / "old"
+    shutil.copytree(tiny_teacher, copy)
+    saved = json.loads((copy / tt.TEACHER_CONFIG_FILE).read_text())
+    for key in ("channels_last", "train_subset", "num_train_epochs"):
+        saved.pop(key)
+    (copy / tt.TEACHER_CONFIG_FILE).write_text(json.dumps(saved))
+    assert tt.reusable(tt.parse_config([*TINY, "--output_dir", str(copy)]))

@@ -19,6 +19,7 @@ from .parse import (
     parse_flags,
     peek,
     read_yaml,
+    redefault,
     schema_fields,
     settings_of,
     to_dict,
@@ -26,4 +27,4 @@ from .parse import (
 )
 
 __all__ = ["BASE_KEY", "CONFIG_KEY", "RECIPE_KEY", "build_config", "extend_schema", "format_help", "load_config", "opt",
-           "override", "parse_flags", "peek", "read_yaml", "schema_fields", "settings_of", "to_dict", "wants_help"]
+           "override", "parse_flags", "peek", "read_yaml", "redefault", "schema_fields", "settings_of", "to_dict", "wants_help"]

@@ -40,6 +40,14 @@ def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> A
     return dataclasses.field(default=default, metadata=meta)
 
 
+def redefault(schema: type, name: str, default: Any, help: str | None = None) -> Any:
+    """The field ``name`` of the settings ``schema`` with another default (its help, unless given, and
+    its choices kept): how a recipe's config gives an inherited key its own default without
+    declaring the key again."""
+    base = schema_fields(schema)[name]
+    return opt(default, base.metadata.get("help", "") if help is None else help, base.metadata.get("choices"))
+
+
 def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
     """`["--a", "1", "--b=x", "--flag"]` -> `{"a": "1", "b": "x", "flag": True}` (values still strings).
 

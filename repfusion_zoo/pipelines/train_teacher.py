@@ -37,7 +37,7 @@ from ..errors import ConfigError, InputError
 from ..normalize import minus_one_one
 from ..teachers.unet_files import load_unet
 from ..training import LoopSettings, StepOutput, Trainer, configure_cpu_threads
-from ..config import format_help, load_config, opt, to_dict, wants_help
+from ..config import format_help, load_config, opt, redefault, to_dict, wants_help
 from .probe_curve import PROBE_CURVE_FILE, ProbeCurve
 from .shared import RECIPE_CONFIGS, end_processes
 
@@ -51,8 +51,18 @@ SAMPLES_FILE = "samples.png"
 
 
 @dataclass
-class TeacherConfig:
-    """Every key of a teacher run (the defaults are recipes/configs/teacher_digits.yaml)."""
+class TeacherConfig(LoopSettings):
+    """Every key of a teacher run (the defaults are recipes/configs/teacher_digits.yaml); the loop's keys
+    are `LoopSettings`', with the teacher's own defaults."""
+
+    # the loop (LoopSettings), the teacher's defaults: a fixed number of steps, checkpoints in <output_dir>.run
+    output_dir: str = redefault(LoopSettings, "output_dir", "outputs/teachers/digits-ddpm16",
+                                "the teacher folder (diffusers pipeline layout); checkpoints go to <output_dir>.run")
+    num_train_epochs: int | None = redefault(LoopSettings, "num_train_epochs", None)
+    max_train_steps: int = redefault(LoopSettings, "max_train_steps", 300)
+    train_batch_size: int = redefault(LoopSettings, "train_batch_size", 64)
+    max_grad_norm: float = redefault(LoopSettings, "max_grad_norm", 1.0)
+    log_every: int = redefault(LoopSettings, "log_every", 25)
 
     # data
     dataset: str = opt("digits", "build_dataset spec: digits | imagefolder:<path> | <path> | hf:<id or path>[:<config>]")
@@ -60,7 +70,6 @@ class TeacherConfig:
     image_size: int = opt(16, "images are resized to image_size x image_size; the UNet's sample_size")
     in_channels: int = opt(3, "image channels (grey data is replicated); 3 matches RGB students")
     augment: bool = opt(True, "flips for image data, small shifts for digits (see repfusion_zoo.data)")
-    dataloader_num_workers: int = opt(0, "DataLoader worker processes")
     # UNet2DModel
     block_out_channels: list[int] = opt([32, 64, 64], "channels of each resolution level")
     down_block_types: list[str] = opt(["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"], "diffusers down blocks")
@@ -79,27 +88,15 @@ class TeacherConfig:
     beta_start: float = opt(1e-4, "first beta")
     beta_end: float = opt(0.02, "last beta")
     # optimisation
-    max_train_steps: int = opt(300, "optimiser steps")
-    train_batch_size: int = opt(64, "global batch per optimiser step (split over processes x gradient_accumulation_steps)")
-    gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
     learning_rate: float = opt(1e-3, "AdamW peak learning rate")
     lr_warmup_steps: int = opt(20, "linear warm-up steps, then cosine decay to 0")
     adam_weight_decay: float = opt(0.0, "AdamW weight decay")
-    max_grad_norm: float = opt(1.0, "gradient clipping norm (0 = off)")
     ema_max_decay: float = opt(0.9999, "EMA decay ceiling (warm-up: 1 - (1 + step) ** -ema_power)")
     ema_power: float = opt(0.75, "EMA warm-up power")
-    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=("", "no", "fp16", "bf16"))
-    seed: int = opt(0, "seed of the data order, augmentation, noise and time steps")
     cpu_threads: int = opt(0, "torch threads (0 = on a CPU the usable cores split among local processes, unless REPFUSION_NUM_THREADS or your OMP_NUM_THREADS says otherwise)")
     # output
-    output_dir: str = opt("outputs/teachers/digits-ddpm16", "the teacher folder (diffusers pipeline layout)")
     num_samples: int = opt(16, "images sampled from the EMA model into samples.png (0 = none)")
     sample_inference_steps: int = opt(50, "denoising steps for samples.png")
-    log_every: int = opt(25, "steps between logged losses")
-    report_to: str = opt("", "Accelerate trackers, e.g. tensorboard (empty: none)")
-    checkpointing_steps: int = opt(0, "save a resumable state <output_dir>.run/checkpoint-<step> every N steps (0 = never)")
-    checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
-    resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest checkpoint, or a checkpoint folder")
     reuse: bool = opt(False, "return an existing teacher at output_dir trained with the same config instead of training")
     init_from: str = opt("", "start from this teacher's UNet weights (a pipeline or UNet folder of the same architecture; "
                              "the run's own schedule, warm-up and EMA start afresh); '' = random init")
@@ -210,9 +207,10 @@ def reusable(cfg: TeacherConfig) -> bool:
 
 
 def config_key_from(saved: dict[str, Any]) -> dict[str, Any]:
-    """`config_key` of a saved `teacher_config.json` (keys it lacks read as None)."""
+    """`config_key` of a saved `teacher_config.json` (a key it lacks, from before the key existed,
+    reads as its default: what such a run did)."""
     fields = config_key(TeacherConfig())
-    key = {k: saved.get(k) for k in fields}
+    key = {k: saved.get(k, default) for k, default in fields.items()}
     key["mixed_precision"] = run_precision(key["mixed_precision"])
     return key
 
@@ -271,15 +269,15 @@ def ema_state_hooks(accelerator: Accelerator, ema: EMAModel) -> None:
 
 # ------------------------------------------------------------------ training
 def loop_settings(cfg: TeacherConfig) -> LoopSettings:
-    """The loop's settings of a teacher run: no epochs (``max_train_steps`` steps), checkpoints and
-    tracker logs in ``<output_dir>.run``."""
+    """The loop's settings of a teacher run: checkpoints and tracker logs in ``<output_dir>.run`` (the
+    teacher folder is the final state)."""
     out = Path(cfg.output_dir).expanduser()
-    return LoopSettings.of(cfg, output_dir=str(out.parent / f"{out.name}.run"), num_train_epochs=None)
+    return LoopSettings.of(cfg, output_dir=str(out.parent / f"{out.name}.run"))
 
 
 def _cosine_with_warmup(cfg: TeacherConfig):  # noqa: ANN202  (the loop's LrSchedule)
     def build(optimizer: torch.optim.Optimizer, steps_per_epoch: int, total_steps: int) -> Any:
-        return get_cosine_schedule_with_warmup(optimizer, cfg.lr_warmup_steps, cfg.max_train_steps)
+        return get_cosine_schedule_with_warmup(optimizer, cfg.lr_warmup_steps, total_steps)
 
     return build
 

@@ -1,9 +1,10 @@
 """What the training loop needs to know, and the pieces it builds from it.
 
-- `TrainConfig`: the keys every recipe that trains a student shares (distill, finetune); its
-  ``lr_scheduler`` names the learning-rate schedule (`lr_factor`).
-- `LoopSettings`: the settings the `Trainer` reads, typed; `LoopSettings.of(cfg)` takes them from a
-  recipe config by name (`train_teacher` builds its own: no epochs, checkpoints in ``<output>.run``).
+- `LoopSettings`: the settings the `Trainer` reads, declared once with their help; every training
+  recipe's config inherits them, and `LoopSettings.of(cfg)` takes them back out of one
+  (`train_teacher`'s: no epochs, checkpoints in ``<output>.run``).
+- `TrainConfig`: a `LoopSettings` plus the keys every recipe that trains a student shares (distill,
+  finetune); its ``lr_scheduler`` names the learning-rate schedule (`lr_factor`).
 - `make_accelerator(settings, find_unused_parameters)`: the one accelerator factory.
 - `build_optimizer`, `micro_batch_size`, `lr_factor` / `lr_schedule`.
 """
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..distributed import multi_process_cpu
 from ..errors import ConfigError, MissingExtraError
-from ..config import opt, settings_of
+from ..config import opt, redefault, settings_of
 
 __all__ = ["TrainConfig", "LoopSettings", "LrSchedule", "make_accelerator", "micro_batch_size", "build_optimizer",
            "lr_factor", "lr_schedule", "trackers"]
@@ -33,14 +34,43 @@ LrSchedule = Callable[[torch.optim.Optimizer, int, int], torch.optim.lr_schedule
 
 
 @dataclass
-class TrainConfig:
-    """Keys shared by every recipe that trains a student (distill, finetune)."""
+class LoopSettings:
+    """What the `Trainer` reads: the loop keys of every recipe that trains (distill, finetune,
+    train_teacher), declared once here; `TrainConfig` and `TeacherConfig` inherit them (a recipe
+    gives a key its own default with `redefault`). ``output_dir`` holds the ``checkpoint-<step>``
+    folders, ``log.jsonl`` and the trackers' ``logs/``."""
 
     output_dir: str = opt("outputs/run", "where checkpoints, logs, pictures and the saved model go")
     seed: int = opt(0, "seed of the data order, augmentation and every random draw")
-    num_train_epochs: int = opt(200, "training epochs")
+    num_train_epochs: int | None = opt(200, "training epochs (null: until max_train_steps)")
     max_train_steps: int = opt(0, "stop after this many optimiser steps (0 = run all epochs)")
     train_batch_size: int = opt(128, "GLOBAL batch per optimiser step (split over processes and accumulation)")
+    gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
+    max_grad_norm: float = opt(0.0, "clip gradients to this norm (0 = off)")
+    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=["", "no", "fp16", "bf16"])
+    dataloader_num_workers: int = opt(0, "data-loader worker processes")
+    checkpointing_steps: int = opt(0, "save the resumable state output_dir/checkpoint-<step> every N optimiser steps (0 = only at the end)")
+    checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
+    resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest output_dir/checkpoint-<step>, or a checkpoint folder")
+    report_to: str = opt("none", "trackers for accelerate (none, tensorboard, all, ...)")
+    log_every: int = opt(10, "log the running losses every N optimiser steps")
+    train_subset: str = opt("", "train only on these items: a JSON file with a list of dataset indices ('' = all)")
+    channels_last: bool = opt(False, "the trained model's 4-D weights, and so its convolutions, in channels_last memory format "
+                                     "(a CIFAR ResNet step on a CPU: ~0.6x the time, benchmarks/train_step.py; a UNet's: "
+                                     "1.1x, benchmarks/teacher_step.py; false = NCHW)")
+
+    @classmethod
+    def of(cls, cfg: Any, **changes: Any) -> LoopSettings:
+        """The loop settings a recipe config holds, plus ``changes``."""
+        return settings_of(cls, cfg, **changes)
+
+
+@dataclass
+class TrainConfig(LoopSettings):
+    """Keys shared by every recipe that trains a student (distill, finetune): the loop's, and the
+    optimiser's and schedule's."""
+
+    channels_last: bool = redefault(LoopSettings, "channels_last", True)
     eval_batch_size: int = opt(256, "evaluation batch per process")
     optimizer: str = opt("sgd", "optimiser", choices=["sgd", "adam", "adamw"])
     learning_rate: float = opt(0.1, "peak learning rate")
@@ -50,46 +80,6 @@ class TrainConfig:
     milestones: list[int] = opt([100, 150], "multistep: epochs where the lr is multiplied by `gamma`")
     gamma: float = opt(0.1, "multistep decay factor")
     poly_power: float = opt(0.9, "poly: (1 - step/total) ** power")
-    max_grad_norm: float = opt(0.0, "clip gradients to this norm (0 = off)")
-    gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
-    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=["", "no", "fp16", "bf16"])
-    dataloader_num_workers: int = opt(0, "data-loader worker processes")
-    checkpointing_steps: int = opt(0, "save the resumable state output_dir/checkpoint-<step> every N optimiser steps (0 = only at the end)")
-    checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
-    resume_from_checkpoint: str = opt("", "'' = fresh, 'latest' (or 'auto') = the newest output_dir/checkpoint-<step>, or a checkpoint folder")
-    report_to: str = opt("none", "trackers for accelerate (none, tensorboard, all, ...)")
-    log_every: int = opt(10, "log the running losses every N optimiser steps")
-    train_subset: str = opt("", "train only on these items: a JSON file with a list of dataset indices ('' = all)")
-    channels_last: bool = opt(True, "the trained model's 4-D weights, and so its convolutions, in channels_last memory format "
-                                    "(a CIFAR ResNet step on a CPU: ~0.6x the time, benchmarks/train_step.py; false = NCHW)")
-
-
-@dataclass
-class LoopSettings:
-    """What the `Trainer` reads. ``output_dir`` holds the ``checkpoint-<step>`` folders, ``log.jsonl``
-    and the trackers' ``logs/``; ``num_train_epochs`` None = until ``max_train_steps``."""
-
-    output_dir: str
-    seed: int
-    train_batch_size: int
-    num_train_epochs: int | None = None
-    max_train_steps: int = 0
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 0.0
-    mixed_precision: str = ""
-    dataloader_num_workers: int = 0
-    checkpointing_steps: int = 0
-    checkpoints_total_limit: int = 2
-    resume_from_checkpoint: str = ""
-    report_to: str = ""
-    log_every: int = 10
-    train_subset: str = ""
-    channels_last: bool = False
-
-    @classmethod
-    def of(cls, cfg: Any, **changes: Any) -> LoopSettings:
-        """The settings a recipe config (e.g. a `TrainConfig`) holds under these names, plus ``changes``."""
-        return settings_of(cls, cfg, **changes)
 
 
 def trackers(report_to: str) -> list[str]:
