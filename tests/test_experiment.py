@@ -195,7 +195,10 @@ def test_an_arm_may_carry_finetune_keys_of_its_own(tmp_path):
 
 
 def test_convergence_check_and_speed_from_validation_curves():
-    from repfusion_zoo.experiments.curves import convergence_lines, epochs_to_reach, timing_lines
+    from repfusion_zoo.experiments.curves import convergence_lines, difference_noise, epochs_to_reach, timing_lines
+
+    assert difference_noise(50.0, 1000) == pytest.approx(200 * (0.5 / 1000) ** 0.5)
+    assert difference_noise(50.0, 1000, seeds=3) == pytest.approx(difference_noise(50.0, 3000))
 
     assert epochs_to_reach([50.0, 60.0, 70.0], 60.0) == 2 and epochs_to_reach([50.0], 60.0) is None
     summary = {"arms": {
@@ -210,7 +213,10 @@ def test_convergence_check_and_speed_from_validation_curves():
     assert "| fixed_t300 | 3 | 70.50 ± 0.71 | 2, never |" in text  # scratch's final val: 70.2
     assert "| scratch_x2 | 6 | 70.80 | 6 |" in text  # its curve carries its epochs
     assert "scratch_x2 (6 epochs) − scratch (3 epochs) = +0.80 validation top-1, seeds [0]" in text  # seed 0 to seed 0
-    assert "NOT converged" in text
+    assert "NOT converged" in text and "noise" not in text  # no validation size known: no noise said
+    summary["val_images"] = 1000
+    text = "\n".join(convergence_lines(summary))
+    assert "noise ±4.1 (two standard errors on 1000 validation images x 1 seed(s))" in text  # 200 sqrt(2 .708 .292 / 1000)
     table = timing_lines(summary)
     assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 |")  # start-up: 9 - 7 s
 

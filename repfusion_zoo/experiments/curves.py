@@ -4,7 +4,8 @@ gets there, and where an arm-seed's time went.
 Every arm-seed's fine-tune scores the validation subset (labelled train images, never the test
 split) every `eval_every` epochs: its `val_curve`, ``[[epoch, top-1], ...]``. From those:
 - the convergence check: every scratch arm (``distill: false``) against the scratch arm whose
-  schedule is twice as long, on the seeds both ran: the gain of the final validation top-1;
+  schedule is twice as long, on the seeds both ran: the gain of the final validation top-1, beside
+  the noise of such a gain on a validation subset of this size (`difference_noise`);
 - convergence speed: the first epoch at which each arm-seed's validation top-1 reaches scratch's
   final one (mean over scratch's seeds), a benefit of its own, reported beside the final accuracy.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["epochs_to_reach", "convergence_lines", "timing_lines"]
+__all__ = ["epochs_to_reach", "convergence_lines", "difference_noise", "timing_lines"]
 
 #: the largest gain of a schedule twice as long at which scratch counts as converged (top-1 points)
 CONVERGED_WITHIN = 0.5
@@ -63,6 +64,14 @@ def _final_by_seed(arm: dict[str, Any]) -> dict[int, float]:
     return {seed: points(curve)[-1][1] for seed, curve in zip(arm["seeds"], arm["val_curve"]) if curve}
 
 
+def difference_noise(top1: float, images: int, seeds: int = 1) -> float:
+    """Two standard errors (top-1 points) of the difference of two accuracies near ``top1`` (%), each
+    measured on ``images`` images and averaged over ``seeds`` seeds, taken as independent (binomial):
+    ``2 * sqrt(2 p (1 - p) / (images * seeds))``. A gain below it is not told apart from no gain."""
+    p = min(max(top1 / 100.0, 0.0), 1.0)
+    return 200.0 * (2.0 * p * (1.0 - p) / max(1, images * seeds)) ** 0.5
+
+
 def convergence_lines(summary: dict[str, Any]) -> list[str]:
     """The Markdown of the convergence check and of every arm's convergence speed ([] without curves)."""
     arms = summary["arms"]
@@ -92,8 +101,12 @@ def convergence_lines(summary: dict[str, Any]) -> list[str]:
             continue
         gain = statistics.fmean(long[s] - short[s] for s in seeds)
         verdict = "converged" if gain <= CONVERGED_WITHIN else "NOT converged"
+        noise = ""
+        if summary.get("val_images"):
+            bound = difference_noise(statistics.fmean(long[s] for s in seeds), summary["val_images"], len(seeds))
+            noise = f"; noise ±{bound:.1f} (two standard errors on {summary['val_images']} validation images x {len(seeds)} seed(s))"
         lines.append(f"Convergence check: {longer_name} ({2 * epochs} epochs) − {name} ({epochs} epochs) = {gain:+.2f} "
-                     f"validation top-1, seeds {seeds} (converged when ≤ {CONVERGED_WITHIN}): {verdict}.")
+                     f"validation top-1, seeds {seeds} (converged when ≤ {CONVERGED_WITHIN}{noise}): {verdict}.")
     return lines
 
 

@@ -22,7 +22,7 @@ def _stem(cfg: ExperimentConfig, lpc: int) -> str:
 
 
 def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
-              cache: Path | None = None, seconds: float | None = None) -> dict[str, Any]:
+              cache: Path | None = None, seconds: float | None = None, val_images: int | None = None) -> dict[str, Any]:
     """The results JSON: teacher, student, budget, command, and per arm the seeds and their figures."""
     arms: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -43,7 +43,7 @@ def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult],
     return {"name": cfg.name, "teacher": cfg.teacher, "teacher_layer": cfg.teacher_layer, "student": cfg.student,
             "student_kwargs": cfg.student_kwargs, "dataset": cfg.dataset, "labels_per_class": lpc,
             "distill_images_per_class": cfg.distill_images_per_class, "timesteps": cfg.timesteps,
-            "command": command, "cache": str(cache) if cache else None,
+            "command": command, "cache": str(cache) if cache else None, "val_images": val_images,
             "seconds": None if seconds is None else round(seconds, 1), "arms": arms}
 
 
@@ -212,11 +212,11 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
 
 
 def write_results(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
-                  cache: Path | None = None, seconds: float | None = None) -> list[Path]:
-    """`<output_dir>/<stem>.json|.md|.png` for one label budget."""
+                  cache: Path | None = None, seconds: float | None = None, val_images: int | None = None) -> list[Path]:
+    """`<output_dir>/<stem>.json|.md|.png` for one label budget (``val_images``: the validation subset's size)."""
     out = Path(cfg.output_dir)
     stem = _stem(cfg, lpc)
-    summary = summarise(cfg, lpc, results, command=command, cache=cache, seconds=seconds)
+    summary = summarise(cfg, lpc, results, command=command, cache=cache, seconds=seconds, val_images=val_images)
     json_path = out / f"{stem}.json"
     replace_text(json_path, json.dumps(summary, indent=2))
     md_path = out / f"{stem}.md"

@@ -268,7 +268,8 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
             for seed in arm_seeds(cfg, arm):
                 print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
                 results.append(run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data))
-        written += write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started)
+        written += write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started,
+                                 val_images=len(read_indices(subsets.val)))
         summary = json.loads(written[-3].read_text())
         if summary["arms"].get("rl"):
             best = best_seed(summary["arms"]["rl"])
