@@ -181,13 +181,16 @@ def test_an_arm_may_carry_finetune_keys_of_its_own(tmp_path):
     from repfusion_zoo.errors import ConfigError
 
     cfg = ExperimentConfig(arms={"scratch": {"distill": False}, "scratch_x2": {"distill": False, "finetune": {"num_train_epochs": 8}},
-                                 "fixed_t0": {"strategy": "fixed", "t": 0, "finetune": {"learning_rate": 0.01}}},
-                           finetune={"num_train_epochs": 4, "learning_rate": 0.05})
+                                 "fixed_t0": {"strategy": "fixed", "t": 0, "finetune": {"learning_rate": 0.01}},
+                                 "kept": {"strategy": "fixed", "t": 0, "finetune": {"distill_weight": 1.0}}},
+                           finetune={"num_train_epochs": 4, "learning_rate": 0.05}, teacher="/teachers/x", teacher_layer="down.1")
     check_arms(cfg)
     subsets = ExperimentSubsets(tmp_path, tmp_path / "d.json", tmp_path / "v.json")
     flags = {arm: finetune_flags(cfg, arm, 0, 5, subsets, None) for arm in cfg.arms}
-    assert [flags[a]["num_train_epochs"] for a in cfg.arms] == [4, 8, 4]
-    assert [flags[a]["learning_rate"] for a in cfg.arms] == [0.05, 0.05, 0.01]
+    assert [flags[a]["num_train_epochs"] for a in cfg.arms] == [4, 8, 4, 4]
+    assert [flags[a]["learning_rate"] for a in cfg.arms] == [0.05, 0.05, 0.01, 0.05]
+    assert (flags["kept"]["teacher"], flags["kept"]["teacher_layer"]) == ("/teachers/x", "down.1")  # the regulariser's
+    assert "teacher" not in flags["fixed_t0"]
     assert all(f["val_subset"] == str(tmp_path / "v.json") for f in flags.values())
     assert distill_flags(cfg, RECIPES, "fixed_t0", 0, 5, subsets, tmp_path, 0)["finetune"] is False  # the distill key
     with pytest.raises(ConfigError, match="finetune must be a mapping"):

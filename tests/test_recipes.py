@@ -273,3 +273,34 @@ def test_a_recipe_mistake_is_one_line_with_a_suggestion_and_exit_code_2(tmp_path
     debug = subprocess.run([PYTHON, str(RECIPES / "finetune.py"), "--modle", "x", "--debug"], env=env(),
                            capture_output=True, text=True, timeout=120)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_finetune_keeps_the_distillation_loss_as_a_regulariser(tmp_path, tiny_teacher):
+    """--distill_weight: the step adds weight x the hint loss between the backbone's last map and the
+    teacher's feature at --distill_t (logged as distill); the saved model is the backbone alone."""
+    from repfusion_zoo.method.regularizer import FeatureRegularized
+    from repfusion_zoo.pipelines import finetune
+
+    flags = ["--model", "resnet18_cifar", "--pretrained", "false", "--model_kwargs", "{channels: [8, 16, 32, 64]}",
+             "--dataset", "digits", "--image_size", "8", "--train_batch_size", "32", "--num_train_epochs", "1",
+             "--max_train_steps", "3", "--log_every", "1", "--teacher", str(tiny_teacher), "--distill_t", "100"]
+    cfg = finetune.load_finetune_config([*flags, "--distill_weight", "2.0", "--output_dir", str(tmp_path / "reg")])
+    task = finetune.get_task("classification")()
+    task.build_datasets(finetune.to_dict(cfg))
+    model = finetune.regularized(cfg, task, task.build_model(cfg.model, False, finetune.to_dict(cfg)))
+    assert isinstance(model, FeatureRegularized) and model.t == 100 and model.weight == 2.0
+    batch = torch.rand(4, 3, 8, 8)
+    model.train()
+    logits = model(batch)
+    assert logits.shape == (4, 10) and model.regularizer_loss.ndim == 0 and model.regularizer_loss > 0
+    assert not model.teacher.training and all(not p.requires_grad for p in model.teacher.parameters())
+    model.regularizer_loss.backward()
+    assert model.loss.connector.weight.grad is not None
+    assert model.model.backbone.layer1[0].conv1.weight.grad is not None  # the regulariser reaches the backbone
+    result = finetune.finetune(cfg)
+    log = json.loads((tmp_path / "reg" / "log.jsonl").read_text().splitlines()[-1])
+    assert log["loss/distill"] > 0 and log["loss/total"] > log["loss/ce"]
+    assert sorted(p.name for p in (tmp_path / "reg" / "model").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    with pytest.raises(ConfigError, match="teacher"):
+        finetune.regularized(finetune.load_finetune_config([*flags[:-4], "--distill_weight", "1"]), task, model.model)
+    assert result["metrics"]["top1"] >= 0

@@ -8,7 +8,9 @@ the cache pick by their students' kNN top-1 on the validation subset (successive
 `validate_steps` optimiser steps; experiments/validate.py); `{strategy: random}` uniform t. An arm may name its own `seeds`
 (default: all `seeds`), any other distill key (e.g. `loss: at`) and, under `finetune:`, fine-tune
 keys of its own over the experiment's (e.g. `{distill: false, finetune: {num_train_epochs: 160}}`:
-scratch with a schedule twice as long, the convergence check).
+scratch with a schedule twice as long, the convergence check; `{strategy: fixed, t: 300, finetune:
+{distill_weight: 1.0, distill_t: 300}}`: fine-tuning that keeps the distillation loss to the
+experiment's teacher as a regulariser).
 """
 from __future__ import annotations
 

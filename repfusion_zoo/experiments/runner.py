@@ -137,10 +137,13 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
 def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
                    backbone: Path | None) -> dict[str, Any]:
     """recipes/finetune.py keys of one arm-seed: the experiment's, the arm's own, then the protocol's
-    (every `eval_every` epochs the validation subset is scored: the arm's validation curve)."""
+    (every `eval_every` epochs the validation subset is scored: the arm's validation curve). The
+    experiment's teacher goes along where the fine-tune keeps the distillation loss (`distill_weight`)."""
     start = {"model": str(backbone), "pretrained": True} if backbone else {
         "model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs)}
-    return {**cfg.finetune, **cfg.arms[arm].get("finetune", {}), "task": "classification", "dataset": cfg.dataset,
+    own = {**cfg.finetune, **cfg.arms[arm].get("finetune", {})}
+    teacher = dataclasses.asdict(settings_of(TeacherSettings, cfg)) if own.get("distill_weight") else {}
+    return {**own, **teacher, "task": "classification", "dataset": cfg.dataset,
             "image_size": cfg.image_size, "in_chans": cfg.in_chans, "train_subset": str(subsets.labelled(lpc, seed)),
             "val_subset": str(subsets.val), "seed": seed, "resume_from_checkpoint": "latest",
             "output_dir": str(run_dir(cfg, lpc, arm, seed) / "finetune"), **start}

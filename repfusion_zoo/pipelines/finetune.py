@@ -11,13 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+from torch import nn
 from torch.utils.data import Subset
 
 from ..data.base import unaugmented
 from ..data.subsets import check_indices, read_indices
 from ..errors import ConfigError
 from ..hub import push_to_hub, update_card_metrics
+from ..losses import DISTILL_LOSSES, build_distill_loss
+from ..method.regularizer import FeatureRegularized, last_feature_module
+from ..modes import evaluating
 from ..tasks import TASKS, get_task
+from ..teachers import TeacherSettings, build_teacher
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
                         evaluate, lr_schedule, seed_everything)
 from ..config import extend_schema, format_help, load_config, opt, peek, to_dict, wants_help
@@ -25,12 +31,13 @@ from ..training.records import write_timing
 from ..zoo import save_pretrained
 from .shared import architecture_of, end_processes
 
-__all__ = ["FinetuneConfig", "load_finetune_config", "finetune", "card_fields", "main"]
+__all__ = ["FinetuneConfig", "load_finetune_config", "finetune", "card_fields", "regularized", "main"]
 
 
 @dataclass
-class FinetuneConfig(TrainConfig):
-    """Keys of recipes/finetune.py (a task adds its own, see `--task NAME --help`)."""
+class FinetuneConfig(TrainConfig, TeacherSettings):
+    """Keys of recipes/finetune.py (a task adds its own, see `--task NAME --help`); the teacher's
+    (`TeacherSettings`) are read only with ``distill_weight`` > 0."""
 
     task: str = opt("classification", "downstream task", choices=sorted(TASKS))
     model: str = opt("resnet18_cifar", "backbone: zoo/timm name, hf-hub:org/repo[@rev], or a Hub-ready folder")
@@ -45,6 +52,11 @@ class FinetuneConfig(TrainConfig):
     push_to_hub: bool = opt(False, "push the fine-tuned folder with huggingface_hub")
     hub_model_id: str = opt("", "org/name for --push_to_hub")
     hub_private_repo: bool = opt(False, "create the Hub repo private")
+    # the distillation loss kept as a regulariser (method/regularizer.py)
+    distill_weight: float = opt(0.0, "add this times the feature-distillation loss between the backbone's last feature map "
+                                     "and --teacher's feature at --distill_t (classification; 0 = plain fine-tuning)")
+    distill_t: int = opt(300, "the teacher's time step for --distill_weight")
+    distill_loss: str = opt("hint", "the distillation loss of --distill_weight", choices=DISTILL_LOSSES)
 
 
 def load_finetune_config(argv: Sequence[str] | None = None, *, overrides: dict[str, Any] | None = None) -> Any:
@@ -86,6 +98,30 @@ def card_fields(source: str, task: str, dataset: str, values: dict[str, Any] | N
     return fields
 
 
+def regularized(cfg: Any, task: Any, model: nn.Module, classes: Sequence[str] = ()) -> nn.Module:
+    """``model``, or with ``cfg.distill_weight`` > 0 the model with the distillation loss to ``cfg.teacher``'s
+    feature at ``cfg.distill_t`` as a regulariser (`FeatureRegularized`; a fresh connector)."""
+    if not cfg.distill_weight:
+        return model
+    if cfg.task != "classification" or not cfg.teacher:
+        raise ConfigError("--distill_weight needs --task classification and a --teacher (a diffusion teacher folder or Hub id)")
+    teacher = build_teacher(cfg, image_size=cfg.image_size, in_chans=cfg.in_chans, classes=classes)
+    backbone = task.backbone_of(model)
+    channels = feature_channels(last_feature_module(backbone), backbone, cfg.in_chans, cfg.image_size)
+    loss = build_distill_loss(cfg.distill_loss, channels, int(teacher.feature_channels))
+    return FeatureRegularized(model, backbone, teacher, loss, cfg.distill_t, cfg.distill_weight)
+
+
+def feature_channels(stage: nn.Module, backbone: nn.Module, in_chans: int, size: int) -> int:
+    """Channels of ``stage``'s output in ``backbone`` (one dry forward of a ``[2, in_chans, size, size]`` batch)."""
+    seen: list[int] = []
+    handle = stage.register_forward_hook(lambda module, inputs, output: seen.append(int(output.shape[1])))
+    with evaluating(backbone):
+        backbone(torch.zeros(2, in_chans, size, size))
+    handle.remove()
+    return seen[0]
+
+
 def finetune(cfg: Any) -> dict[str, Any]:
     """Train, evaluate, save (and push) one fine-tuning run; returns metrics and paths."""
     configure_cpu_threads()
@@ -97,7 +133,7 @@ def finetune(cfg: Any) -> dict[str, Any]:
     check_source_card(cfg.update_source_card, cfg.model)
     train_set, eval_set = task.build_datasets(values)  # bad data fails here, before anything is written
     val_set = validation_set(train_set, cfg.val_subset)
-    model = task.build_model(cfg.model, cfg.pretrained, values)
+    model = regularized(cfg, task, task.build_model(cfg.model, cfg.pretrained, values), getattr(train_set, "classes", ()))
     trainer = Trainer(LoopSettings.of(cfg), f"finetune-{cfg.task}")
     acc = trainer.accelerator
     out = Path(cfg.output_dir)
@@ -108,6 +144,9 @@ def finetune(cfg: Any) -> dict[str, Any]:
 
     def step(model: Any, batch: dict[str, Any], progress: float) -> StepOutput:
         losses = task.training_loss(model, batch)  # named losses with "total" (tasks/base.py)
+        inner = acc.unwrap_model(model)
+        if isinstance(inner, FeatureRegularized):
+            losses = {**losses, "distill": inner.regularizer_loss, "total": losses["total"] + inner.regularizer_loss}
         return StepOutput(loss=losses["total"], losses=losses)
 
     timing = {"validation": 0.0}
@@ -129,7 +168,8 @@ def finetune(cfg: Any) -> dict[str, Any]:
     trainer.print(f"[finetune] {cfg.task} {task.main_metric} = {metrics.get(task.main_metric, float('nan')):.2f}  ({metrics})")
     model_dir = out / "model"
     if acc.is_main_process:
-        backbone = task.backbone_of(acc.unwrap_model(model))
+        inner = acc.unwrap_model(model)
+        backbone = task.backbone_of(inner.model if isinstance(inner, FeatureRegularized) else inner)
         card_metrics = {k: v for k, v in metrics.items() if k != "count"}
         dataset = str(values.get("dataset", "")) or "unknown"
         label_names = getattr(task, "label_names", None) if getattr(backbone, "num_classes", 0) else None
