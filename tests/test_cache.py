@@ -21,12 +21,13 @@ import torch
 from diffusers import UNet2DModel
 
 from _recipes_common import accelerate_cmd, run
-from repfusion_zoo.cache import FeatureCache, build_feature_cache, check_cache_matches, dataset_fingerprint, teacher_sha256
+from repfusion_zoo.cache import FeatureCache, build_feature_cache, check_cache_matches, dataset_fingerprint
 from repfusion_zoo.cache.layout import row_bytes
 from repfusion_zoo.data import build_dataset
 from repfusion_zoo.errors import (CacheMismatchError, ConfigError, DiskSpaceError, IncompleteCacheError, InputError,
                                   RepFusionError)
-from repfusion_zoo.teachers import DiffusionTeacher
+from repfusion_zoo.teachers import DiffusionTeacher, weights_sha256
+from repfusion_zoo.teachers.identity import source_weights_sha256
 
 T_SET = [0, 10, 500]
 #: batch-composition noise of the fp32 teacher on this CPU (see the module doc)
@@ -109,7 +110,8 @@ def test_pooled_cache_is_the_spatial_mean(tmp_path, teacher, digits8, one_thread
 
 
 def test_class_conditional_teacher_gets_the_labels(tmp_path, digits8, one_thread):
-    teacher = DiffusionTeacher(tiny_unet(num_class_embeds=10), class_map=torch.arange(10))
+    tiny_unet(num_class_embeds=10).save_pretrained(tmp_path / "conditional")
+    teacher = DiffusionTeacher(str(tmp_path / "conditional"), class_map=torch.arange(10))
     cache = FeatureCache(build(teacher, digits8, tmp_path / "c", indices=range(8), dtype="float32", batch_size=1))
     assert cache.manifest.class_conditional and cache.manifest.class_map == list(range(10))
     query = dict(index=torch.tensor([1, 3, 7]), flip=torch.tensor([False, True, False]), t=torch.tensor([0, 10, 500]))
@@ -132,7 +134,8 @@ import os, signal, sys
 import torch
 from repfusion_zoo.cache import build_feature_cache
 from repfusion_zoo.data import build_dataset
-from repfusion_zoo.teachers import DiffusionTeacher
+from repfusion_zoo.teachers import DiffusionTeacher, weights_sha256
+from repfusion_zoo.teachers.identity import source_weights_sha256
 
 torch.set_num_threads(1)
 teacher_dir, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -262,12 +265,24 @@ def test_mismatch_rules_for_timesteps_views_and_indices(tmp_path, teacher, digit
 
 
 # ------------------------------------------------------------------------------ identities
-def test_teacher_hash_follows_the_weights_not_the_loading(teacher_dir, teacher):
-    assert teacher_sha256(DiffusionTeacher(tiny_unet())) == teacher_sha256(teacher)  # in memory == from the folder
-    other = DiffusionTeacher(tiny_unet())
+def test_teacher_hash_names_the_weight_files(tmp_path, teacher_dir, teacher, digits8, one_thread):
+    """The cache names its teacher by the hash of its weight files: the same for the loaded teacher and
+    the bare folder (what a run from the cache compares without building it), other for other weights;
+    a variant or a config does not count, and a teacher built in memory cannot back a cache."""
+    assert teacher.weights_sha256() == source_weights_sha256(str(teacher_dir)) == weights_sha256(teacher_dir)
+    copy = tmp_path / "copy"
+    tiny_unet().save_pretrained(copy)
+    (copy / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"a variant the teacher never reads")
+    assert weights_sha256(copy) == teacher.weights_sha256()
+    other = tiny_unet()
     with torch.no_grad():
-        other.unet.conv_in.bias[0] += 1e-3
-    assert teacher_sha256(other) != teacher_sha256(teacher)
+        other.conv_in.bias[0] += 1e-3
+    other.save_pretrained(tmp_path / "other")
+    assert weights_sha256(tmp_path / "other") != teacher.weights_sha256()
+    with pytest.raises(ConfigError, match="not read from a folder.*save_pretrained"):
+        build(DiffusionTeacher(tiny_unet()), digits8, tmp_path / "memory", indices=range(4))
+    manifest = FeatureCache(build(teacher, digits8, tmp_path / "c", indices=range(4))).manifest
+    assert manifest.teacher_sha256 == teacher.weights_sha256() and manifest.num_train_timesteps == 1000
 
 
 def test_image_folder_fingerprint_follows_the_files(tiny_image_folder):

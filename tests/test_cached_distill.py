@@ -3,13 +3,16 @@ set and batches (flips included), an fp32 cache gives the online run's losses st
 cache that does not match the run is refused, naming the field."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from diffusers import UNet2DModel
+from safetensors.torch import load_file, save_file
 
 from _data_fixtures import write_image_folder
-from _recipes_common import tiny_teacher  # noqa: F401  (fixture)
+from _recipes_common import tiny_flags, tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo import create_model
 from repfusion_zoo.cache import build_feature_cache
 from repfusion_zoo.data import build_dataset
@@ -58,7 +61,7 @@ def test_cached_and_online_distillation_give_the_same_losses(tmp_path, tiny_teac
                                 split="train", dtype="float32")
     augmented = build_dataset(str(flipped_folder), split="train", image_size=8, augment=True)  # flips
     online = _losses(teacher, augmented)
-    cached = _losses(CachedTeacher(cache, num_train_timesteps=teacher.num_train_timesteps), augmented)
+    cached = _losses(CachedTeacher(cache), augmented)
     assert len(online) == len(cached) == 3 and set(online[0]) == {"decoder", "policy", "entropy", "distill", "total",
                                                                    "policy_entropy"}
     for step_online, step_cached in zip(online, cached):
@@ -71,18 +74,49 @@ def test_a_cache_that_does_not_match_the_run_is_refused(tmp_path, tiny_teacher, 
     plain = build_dataset(str(flipped_folder), split="train", image_size=8)
     cache = CachedTeacher(build_feature_cache(teacher, plain, tmp_path / "cache", timesteps=TIMESTEPS,
                                               dataset_spec=str(flipped_folder), split="train", dtype="float32"))
+    assert cache.num_train_timesteps == teacher.num_train_timesteps  # from the manifest
     flips = build_dataset(str(flipped_folder), split="train", image_size=8, augment=True)
-    check_cache_for_run(cache, teacher=teacher, dataset=flips, timesteps="all", indices=None, dataset_spec="x")  # matches
+    run = dict(source=str(tiny_teacher), layer="mid", noise=False, class_map=None, indices=None)
+
+    def check(**changes) -> None:
+        check_cache_for_run(cache, **{**run, "dataset": flips, "timesteps": "all", **changes})
+
+    check()  # matches
     with pytest.raises(CacheMismatchError, match=r"layer.*'mid'.*'down.1'"):
-        check_cache_for_run(cache, teacher=DiffusionTeacher(tiny_teacher, layer="down.1"), dataset=flips,
-                            timesteps="all", indices=None, dataset_spec="x")
+        check(layer="down.1")
     with pytest.raises(CacheMismatchError, match="999"):
-        check_cache_for_run(cache, teacher=teacher, dataset=flips, timesteps="0,999", indices=None, dataset_spec="x")
-    crops = build_dataset(str(flipped_folder), split="train", image_size=8, augment=True, crop_padding=2)
+        check(timesteps="0,999")
     with pytest.raises(CacheMismatchError, match="crop2"):
-        check_cache_for_run(cache, teacher=teacher, dataset=crops, timesteps="all", indices=None, dataset_spec="x")
+        check(dataset=build_dataset(str(flipped_folder), split="train", image_size=8, augment=True, crop_padding=2))
     other = write_image_folder(tmp_path / "other", {"a": 12, "b": 12}, size=8, seed=1)
     (other / "train" / "a" / "0000.png").write_bytes((other / "train" / "a" / "0000.png").read_bytes() + b"\0")
     with pytest.raises(CacheMismatchError, match="dataset_fingerprint"):
-        check_cache_for_run(cache, teacher=teacher, dataset=build_dataset(str(other), split="train", image_size=8, augment=True),
-                            timesteps="all", indices=None, dataset_spec="x")
+        check(dataset=build_dataset(str(other), split="train", image_size=8, augment=True))
+    retrained = tmp_path / "retrained"
+    shutil.copytree(tiny_teacher, retrained)
+    weights = next(retrained.rglob("diffusion_pytorch_model.safetensors"))
+    state = load_file(weights)
+    state = {k: v + 1e-3 if k.endswith("conv_in.bias") else v for k, v in state.items()}
+    save_file(state, weights)
+    with pytest.raises(CacheMismatchError, match="teacher_sha256.*rebuild the cache with this teacher"):
+        check(source=str(retrained))
+
+
+def test_a_run_from_the_cache_never_builds_the_teacher(tmp_path, tiny_teacher, flipped_folder, monkeypatch):  # noqa: F811
+    """recipes/distill.py with --teacher_cache reads T, the shapes and the teacher's identity from the
+    cache and the teacher folder's files: no teacher is built (building one fails the test)."""
+    plain = build_dataset(str(flipped_folder), split="train", image_size=8)
+    cache = build_feature_cache(DiffusionTeacher(tiny_teacher), plain, tmp_path / "cache", timesteps=TIMESTEPS,
+                                dataset_spec=str(flipped_folder), split="train")
+    from repfusion_zoo.pipelines import distill as pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a run from the feature cache built the teacher")
+
+    monkeypatch.setattr(pipeline, "run_teacher", refuse)
+    monkeypatch.setattr(UNet2DModel, "from_pretrained", refuse)
+    cfg = pipeline.load_distill_config(tiny_flags(
+        tmp_path / "run", dataset=str(flipped_folder), teacher=str(tiny_teacher), teacher_cache=str(cache),
+        timesteps=",".join(map(str, TIMESTEPS)), max_train_steps=2, train_batch_size=8))
+    pipeline.distill(cfg)
+    assert (tmp_path / "run" / "backbone" / "model.safetensors").is_file()

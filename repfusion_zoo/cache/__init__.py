@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .build import build_feature_cache
 from .describe import CacheableTeacher
-from .fingerprint import dataset_fingerprint, teacher_sha256
+from .fingerprint import dataset_fingerprint
 from .layout import VIEWS, human_bytes, row_bytes
 from .manifest import CacheManifest, check_cache_matches, read_manifest
 from .store import FeatureCache
@@ -20,5 +20,5 @@ from .store import FeatureCache
 __all__ = [
     "CacheableTeacher",
     "FeatureCache", "CacheManifest", "build_feature_cache", "check_cache_matches", "read_manifest",
-    "teacher_sha256", "dataset_fingerprint", "row_bytes", "human_bytes", "VIEWS",
+    "dataset_fingerprint", "row_bytes", "human_bytes", "VIEWS",
 ]

@@ -1,5 +1,5 @@
 """What a cache build will hold, as a `CacheManifest`: checked settings plus the identities of the
-teacher (weights hash) and of the items (dataset fingerprint, cached indices)."""
+teacher (its weight files' hash) and of the items (dataset fingerprint, cached indices)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,7 +12,7 @@ from ..errors import ConfigError, DatasetError
 from ..normalize import minus_one_one
 from ..timesteps import parse_timesteps
 from ..version import __version__
-from .fingerprint import array_sha256, dataset_fingerprint, teacher_sha256
+from .fingerprint import array_sha256, dataset_fingerprint
 from .layout import DTYPES, INDICES, VIEWS
 from .manifest import FORMAT_VERSION, CacheManifest
 
@@ -38,6 +38,9 @@ class CacheableTeacher(Protocol):
     class_map: torch.Tensor | None
     #: where it was loaded from (a folder or Hub id), for records
     source: str
+
+    def weights_sha256(self) -> str:
+        """The hash of the weight files it was read from: the cache's name for it."""
 
     def describe(self) -> dict[str, Any]:
         """Kind, VAE, conditioning and layer: what a cache manifest records besides the weights' hash."""
@@ -117,7 +120,8 @@ def describe_cache(
     return CacheManifest(
         format_version=FORMAT_VERSION, code_version=__version__,
         teacher=str(teacher_source or teacher.source or "in-memory teacher"),
-        teacher_sha256=teacher_sha256(teacher), layer=str(teacher.layer), noise=False,
+        teacher_sha256=teacher.weights_sha256(), num_train_timesteps=int(teacher.num_train_timesteps),
+        layer=str(teacher.layer), noise=False,
         class_conditional=bool(teacher.class_conditional),
         class_map=None if class_map is None else [int(v) for v in class_map.tolist()],
         timesteps=t_values, views=check_views(views), dataset=str(dataset_spec), split=str(split),

@@ -1,8 +1,6 @@
-"""Identities for a cache's manifest: the teacher's weights, the dataset's items, an index array.
+"""Identities for a cache's manifest: the dataset's items, an index array (the teacher's, the hash of
+its weight files, is `repfusion_zoo.teachers.identity`).
 
-- `teacher_sha256(module)`: sha256 over the state dict in sorted key order (name, dtype, shape,
-  raw bytes of every tensor), so one teacher has one hash however it was loaded (folder, Hub,
-  in memory) and on whichever device.
 - `dataset_fingerprint(dataset)`: what the cached rows were computed from. An image folder:
   sha256 over (path relative to the root, byte size) of every readable image in index order
   (which is sorted: class folders, then paths). Digits: sha256 of the (resized) pixel array and
@@ -16,28 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import DatasetError
 
-__all__ = ["teacher_sha256", "dataset_fingerprint", "array_sha256"]
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    """The raw bytes of a tensor of any dtype (bf16 included), on the CPU, contiguous."""
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes()
-
-
-def teacher_sha256(module: nn.Module) -> str:
-    """sha256 over ``module.state_dict()``: for each key in sorted order, name + dtype + shape + bytes."""
-    digest = hashlib.sha256()
-    state = module.state_dict()
-    for name in sorted(state):
-        tensor = state[name]
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(_tensor_bytes(tensor))
-    return digest.hexdigest()
+__all__ = ["dataset_fingerprint", "array_sha256"]
 
 
 def array_sha256(array: np.ndarray) -> str:

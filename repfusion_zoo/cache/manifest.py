@@ -1,6 +1,6 @@
 """The manifest of a teacher-feature cache and the check that a run may read it.
 
-`CacheManifest` is what ``manifest.json`` holds: which teacher (source, weights hash, layer,
+`CacheManifest` is what ``manifest.json`` holds: which teacher (source, weight files' hash, T, layer,
 clean input), which items (dataset spec, split, fingerprint, size, cached indices), which
 inputs (image size, channels, normalisation, views, time steps) and how they are stored
 (dtype, pooled or spatial, feature shape, shards). `check_cache_matches(manifest, expected)`
@@ -22,7 +22,7 @@ from .layout import BUILD_SPEC, INDICES, MANIFEST, shard_bounds, shard_name
 
 __all__ = ["CacheManifest", "FORMAT_VERSION", "read_manifest", "check_cache_matches", "short_list", "NOT_STORED"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: teacher_sha256 hashes the weight files; num_train_timesteps recorded
 #: fields that live in memory only (where the cache was read from, its index array)
 NOT_STORED = ("path", "index_array")
 #: the cache recipe's flag for each field, for the fix in a mismatch message
@@ -45,7 +45,8 @@ class CacheManifest:
     format_version: int
     code_version: str
     teacher: str
-    teacher_sha256: str
+    teacher_sha256: str  # of its weight files (repfusion_zoo.teachers.identity.weights_sha256)
+    num_train_timesteps: int  # the teacher's T: a run from the cache needs it and never builds the teacher
     layer: str
     noise: bool
     class_conditional: bool

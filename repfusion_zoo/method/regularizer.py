@@ -46,7 +46,7 @@ class FeatureRegularized(nn.Module):
     def __init__(self, model: nn.Module, backbone: nn.Module, teacher: nn.Module, loss: nn.Module, t: int,
                  weight: float) -> None:
         super().__init__()
-        if not 0 <= int(t) < int(getattr(teacher, "num_train_timesteps", 1)):
+        if not 0 <= int(t) < teacher.num_train_timesteps:
             raise ConfigError(f"the regulariser's t={t} lies outside the teacher's 0..{teacher.num_train_timesteps - 1}")
         self.model = model
         self.teacher = teacher

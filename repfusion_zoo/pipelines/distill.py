@@ -28,7 +28,7 @@ from ..hub import push_to_hub
 from ..modes import evaluating
 from ..method.policy_report import timestep_report
 from ..tasks import TASKS, get_task
-from ..teachers import SupervisedTeacher, TeacherSettings, build_teacher
+from ..teachers import SupervisedTeacher, TeacherSettings, build_teacher, class_map_of
 from ..teachers.cached import CachedTeacher, check_cache_for_run
 from ..timesteps import StrategySettings
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
@@ -179,13 +179,18 @@ def repfusion_from_config(cfg: Any, teacher: nn.Module, student_channels: int, n
                            decoder_kwargs=cfg.decoder_kwargs, loss_kwargs=cfg.loss_kwargs)
 
 
-def cached_teacher(cfg: Any, teacher: nn.Module, train_set: Any) -> nn.Module:
-    """The feature cache `cfg.teacher_cache` in the teacher's place, once its manifest matches this run
-    (the same teacher weights, layer, data, image size, views, time steps and images)."""
-    cache = CachedTeacher(cfg.teacher_cache, num_train_timesteps=teacher.num_train_timesteps)
+def cached_teacher(cfg: Any, source: str, train_set: Any, classes: Sequence[str] = ()) -> CachedTeacher:
+    """The feature cache `cfg.teacher_cache` in the place of the teacher `source`, once its manifest
+    matches this run (the teacher's weight files, layer, data, image size, views, time steps and
+    images); the teacher itself is never built."""
+    if cfg.teacher_type != "diffusion":
+        raise ConfigError("--teacher_cache holds a diffusion teacher's features; a supervised teacher runs online "
+                          "(drop --teacher_cache)")
+    cache = CachedTeacher(cfg.teacher_cache)
     indices = read_indices(cfg.train_subset) if cfg.train_subset else None
-    check_cache_for_run(cache, teacher=teacher, dataset=train_set, timesteps=cfg.timesteps, indices=indices,
-                        dataset_spec=cfg.dataset)
+    check_cache_for_run(cache, source=source, layer=cfg.teacher_layer, noise=cfg.teacher_noise,
+                        class_map=class_map_of(settings_of(TeacherSettings, cfg), classes), dataset=train_set,
+                        timesteps=cfg.timesteps, indices=indices)
     return cache
 
 
@@ -230,9 +235,8 @@ def distill(cfg: Any, *, configs: Path = RECIPE_CONFIGS) -> dict[str, Any]:
     task = get_task(cfg.task)()
     train_set, _ = task.build_datasets(values)  # a missing dataset fails here, before anything is written
     num_classes = int(cfg.num_classes or getattr(task, "num_classes", 0) or 0)
-    teacher = run_teacher(cfg, resolve_teacher(cfg, configs), getattr(train_set, "classes", ()))
-    if cfg.teacher_cache:
-        teacher = cached_teacher(cfg, teacher, train_set)
+    source, classes = resolve_teacher(cfg, configs), getattr(train_set, "classes", ())
+    teacher = cached_teacher(cfg, source, train_set, classes) if cfg.teacher_cache else run_teacher(cfg, source, classes)
     plain_train = train_set  # every label, before the label budget
     if cfg.label_subset:  # decoder g and the policy's reward see only these labels
         train_set = LabelBudget(train_set, read_indices(cfg.label_subset))

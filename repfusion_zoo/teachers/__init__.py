@@ -3,6 +3,7 @@
 - protocol.py: `Teacher`, what every part asks of a teacher (a cache asks `repfusion_zoo.cache.CacheableTeacher`)
 - load.py: `load_teacher` (a folder or Hub id -> the teacher its files describe), `teacher_kind`
 - settings.py: `TeacherSettings` (the teacher keys of every recipe, declared once) and `build_teacher(settings)`
+- identity.py: `weights_sha256`, a teacher's name in a feature cache (the hash of its weight files)
 - diffusion.py: `DiffusionTeacher` (a diffusers UNet2DModel run to a named layer); unet_files.py: `load_unet`
 - latent.py: `LatentUNetTeacher` (VAE encoder + a UNet2DConditionModel's encoder half, fixed conditioning)
 - transformer.py: `TransformerTeacher` (VAE encoder + a DiT's patch embedding and first K blocks)
@@ -22,7 +23,8 @@ from .diffusion import DiffusionTeacher
 from .latent import LatentUNetTeacher, save_conditioning
 from .load import TEACHER_KINDS, load_teacher, teacher_kind
 from .protocol import Teacher
-from .settings import TeacherSettings, build_teacher
+from .identity import weights_sha256
+from .settings import TeacherSettings, build_teacher, class_map_of
 from .supervised import SupervisedTeacher
 from .transformer import TransformerTeacher
 from .unet_files import load_unet
@@ -32,6 +34,8 @@ __all__ = [
     "load_teacher",
     "TeacherSettings",
     "build_teacher",
+    "class_map_of",
+    "weights_sha256",
     "teacher_kind",
     "TEACHER_KINDS",
     "DiffusionTeacher",

@@ -14,10 +14,11 @@ from typing import Any, Sequence
 
 import torch
 
-from ..cache import CacheableTeacher, CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint, teacher_sha256
+from ..cache import CacheManifest, FeatureCache, check_cache_matches, dataset_fingerprint
 from ..errors import CacheMismatchError, InputError
 from ..timesteps import means_all, parse_timesteps
 from .frozen import FrozenTeacher
+from .identity import source_weights_sha256
 
 __all__ = ["CachedTeacher", "check_cache_for_run"]
 
@@ -27,14 +28,14 @@ class CachedTeacher(FrozenTeacher):
 
     `feature(images, t, *, index, flip)` -> `[B, *feature_shape]` float32 on the images' device;
     the images only give the device (the cache was built from the same images). It has the
-    attributes RepFusion sizes itself from: `feature_channels`, `feature_shape`, `in_channels`,
-    `sample_size`, `num_train_timesteps`, and `timesteps` (the cache's action set).
+    attributes RepFusion sizes itself from, all read from the cache's manifest (the teacher is never
+    built): `feature_channels`, `feature_shape`, `in_channels`, `sample_size`, `num_train_timesteps`,
+    and `timesteps` (the cache's action set).
     """
 
-    def __init__(self, cache: FeatureCache | str | Path, num_train_timesteps: int = 1000) -> None:
+    def __init__(self, cache: FeatureCache | str | Path) -> None:
         super().__init__()
         self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
-        self._num_train_timesteps = int(num_train_timesteps)
 
     @property
     def manifest(self) -> CacheManifest:
@@ -66,8 +67,12 @@ class CachedTeacher(FrozenTeacher):
 
     @property
     def num_train_timesteps(self) -> int:
-        """T of the teacher whose features these are (its scheduler's; the cache's set lies in 0..T-1)."""
-        return self._num_train_timesteps
+        """T of the teacher whose features these are (its scheduler's, from the manifest; the cache's set lies in 0..T-1)."""
+        return int(self.manifest.num_train_timesteps)
+
+    def weights_sha256(self) -> str:
+        """The cached teacher's weight-files hash (the manifest's)."""
+        return str(self.manifest.teacher_sha256)
 
     def feature(self, images: torch.Tensor, t: torch.Tensor, *, labels: Any = None, index: torch.Tensor | None = None,
                 flip: torch.Tensor | None = None) -> torch.Tensor:
@@ -87,13 +92,15 @@ class CachedTeacher(FrozenTeacher):
         return f"cache={self.cache.path}, layer={self.layer}, timesteps={len(self.timesteps)}"
 
 
-def check_cache_for_run(cache: CachedTeacher, *, teacher: CacheableTeacher, dataset: Any, timesteps: Any,
-                        indices: Sequence[int] | None, dataset_spec: str) -> None:
-    """`CacheMismatchError` unless `cache` holds what this run will ask for.
+def check_cache_for_run(cache: CachedTeacher, *, source: str, layer: str, noise: bool,
+                        class_map: Sequence[int] | None, dataset: Any, timesteps: Any,
+                        indices: Sequence[int] | None) -> None:
+    """`CacheMismatchError` unless `cache` holds what this run will ask for; the teacher is never built.
 
-    `teacher` is the run's online teacher (its weights hash and layer), `dataset` the training set
-    (its fingerprint and augmentation: the cache holds the identity and flipped views only),
-    `timesteps` the run's action set ('all' = the cache's), `indices` the dataset items it trains on.
+    ``source`` is the run's teacher (a folder or Hub id: its weight files' hash must be the cache's),
+    ``layer``, ``noise`` and ``class_map`` its settings, `dataset` the training set (its fingerprint,
+    image size and augmentation: the cache holds the identity and flipped views only), `timesteps`
+    the run's action set ('all' = the cache's), `indices` the dataset items it trains on.
     """
     augmentation = getattr(dataset, "augmentation", None)
     if augmentation is not None and not augmentation.flips_only:
@@ -103,12 +110,14 @@ def check_cache_for_run(cache: CachedTeacher, *, teacher: CacheableTeacher, data
         )
     manifest = cache.manifest
     steps = manifest.timesteps if means_all(timesteps) else parse_timesteps(timesteps, cache.num_train_timesteps)
+    image = dataset[0]["image"]
     expected: dict[str, Any] = {
-        "teacher_sha256": teacher_sha256(teacher),
-        "layer": teacher.layer,
-        "noise": bool(teacher.noise),
-        "image_size": int(teacher.sample_size[0]),
-        "in_chans": int(teacher.in_channels),
+        "teacher_sha256": source_weights_sha256(source),
+        "layer": str(layer),
+        "noise": bool(noise),
+        "class_map": None if class_map is None else [int(v) for v in class_map],
+        "image_size": int(image.shape[-1]),
+        "in_chans": int(image.shape[0]),
         "split": "train",
         "dataset_fingerprint": dataset_fingerprint(dataset),
         "timesteps": steps,

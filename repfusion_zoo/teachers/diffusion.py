@@ -27,7 +27,8 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from ..normalize import minus_one_one
 from .inputs import InputChecks
-from .unet_files import load_unet
+from .identity import weights_sha256
+from .unet_files import load_unet, teacher_root
 
 __all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
 
@@ -88,8 +89,10 @@ class DiffusionTeacher(nn.Module):
         super().__init__()
         own_scheduler = None
         self.source = str(unet) if isinstance(unet, (str, Path)) else str(getattr(unet.config, "_name_or_path", "") or "")
+        self.root: Path | None = None  # the folder its weights were read from (None: built from a module)
         if isinstance(unet, (str, Path)):
-            unet, own_scheduler = load_unet(unet)
+            self.root = teacher_root(unet)
+            unet, own_scheduler = load_unet(self.root)
         if not isinstance(unet, UNet2DModel):
             raise ConfigError(f"DiffusionTeacher wraps a diffusers UNet2DModel (or its folder / Hub id), got {type(unet).__name__}")
         if unet.config.time_embedding_type == "fourier":
@@ -119,6 +122,10 @@ class DiffusionTeacher(nn.Module):
     @property
     def num_train_timesteps(self) -> int:
         return int(self.scheduler.config.num_train_timesteps)
+
+    def weights_sha256(self) -> str:
+        """The hash of the weight files it was read from (`identity.weights_sha256`), what a feature cache records."""
+        return weights_sha256(self.root, self.source)
 
     @property
     def sample_size(self) -> tuple[int, int]:

@@ -3,12 +3,14 @@ and `feature` = its forward on the batch (the latent and transformer teachers ta
 feature cache overrides it with a look-up)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..normalize import minus_one_one
+from .identity import weights_sha256
 
 __all__ = ["FrozenTeacher"]
 
@@ -22,6 +24,12 @@ class FrozenTeacher(nn.Module):
     class_map = None
     noise = False  # clean input only (the paper's setting; a cache needs it)
     timesteps = None  # every one of 0..T-1
+    root: Path | None = None  # the folder its weights were read from (`from_folder` sets it)
+    source = ""
+
+    def weights_sha256(self) -> str:
+        """The hash of the weight files it was read from (`identity.weights_sha256`), what a feature cache records."""
+        return weights_sha256(self.root, self.source)
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         """Always eval: the teacher is frozen."""

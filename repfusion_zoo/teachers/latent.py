@@ -106,8 +106,10 @@ class LatentUNetTeacher(FrozenTeacher):
         scheduler_file = root / "scheduler" / "scheduler_config.json"
         scheduler = DDPMScheduler.from_config(json.loads(scheduler_file.read_text())) if scheduler_file.is_file() else None
         tensor, made = _conditioning(root, conditioning, unet.config.cross_attention_dim)
-        return cls(unet, vae, conditioning=tensor, conditioning_source=made, layer=layer, scheduler=scheduler,
+        teacher = cls(unet, vae, conditioning=tensor, conditioning_source=made, layer=layer, scheduler=scheduler,
                    image_size=image_size, source=source or str(root))
+        teacher.root = root
+        return teacher
 
     # -------------------------------------------------------------- properties
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from ..config import opt
@@ -13,7 +14,7 @@ from .adm import tinyimagenet_class_map
 from .latent import CONDITIONINGS
 from .load import load_teacher
 
-__all__ = ["TeacherSettings", "build_teacher"]
+__all__ = ["TeacherSettings", "build_teacher", "class_map_of"]
 
 
 @dataclass
@@ -31,12 +32,17 @@ class TeacherSettings:
                                             "else empty-prompt, else zeros", choices=CONDITIONINGS)
 
 
+def class_map_of(settings: TeacherSettings, classes: Sequence[str]) -> torch.Tensor | None:
+    """The teacher's ``class_map`` (dataset label -> model class id) for a dataset with ``classes``; None = none."""
+    return tinyimagenet_class_map(list(classes)) if settings.teacher_class_map == "tinyimagenet" else None
+
+
 def build_teacher(settings: TeacherSettings, *, image_size: int, in_chans: int, classes: Sequence[str] = (),
                   noise: bool = False) -> nn.Module:
     """The frozen teacher of ``settings`` (`load_teacher`), its input size and channels checked against
     the data's (``image_size``, ``in_chans``). ``classes``: the dataset's class names, which the
     ``tinyimagenet`` class map reads; ``noise``: a pixel-space UNet fed x_t instead of the clean image."""
-    table = tinyimagenet_class_map(list(classes)) if settings.teacher_class_map == "tinyimagenet" else None
+    table = class_map_of(settings, classes)
     teacher = load_teacher(settings.teacher, layer=settings.teacher_layer, noise=noise, class_map=table,
                            image_size=image_size, conditioning=settings.teacher_conditioning)
     if tuple(teacher.sample_size) != (image_size, image_size) or teacher.in_channels != in_chans:

@@ -75,7 +75,9 @@ class TransformerTeacher(FrozenTeacher):
         vae = AutoencoderKL.from_pretrained(root / "vae", use_safetensors=True) if (root / "vae" / "config.json").is_file() else None
         scheduler_file = root / "scheduler" / "scheduler_config.json"
         scheduler = DDPMScheduler.from_config(json.loads(scheduler_file.read_text())) if scheduler_file.is_file() else None
-        return cls(transformer, vae, layer=layer, scheduler=scheduler, image_size=image_size, source=source or str(root))
+        teacher = cls(transformer, vae, layer=layer, scheduler=scheduler, image_size=image_size, source=source or str(root))
+        teacher.root = root
+        return teacher
 
     # -------------------------------------------------------------- properties
     @property
