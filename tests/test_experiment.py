@@ -36,7 +36,7 @@ def experiment_flags(out: Path, teacher: Path) -> list[str]:
         "finetune": {"num_train_epochs": 1, "train_batch_size": 10, "milestones": [], "log_every": 1, "eval_batch_size": 128,
                      "eval_every": 1},
         "cache": {"dtype": "float32", "batch_size": 64}, "launcher": "python", "eval_batch_size": 128,
-        "probe_test_fraction": 0.5,
+        "probe_test_fraction": 0.5, "publish": "rl",
     }
     flags: list[str] = []
     for key, value in values.items():
@@ -250,9 +250,10 @@ def test_the_validate_arm_picks_t_on_the_validation_subset(tmp_path, tiny_teache
     flags = experiment_flags(tmp_path / "v", tiny_teacher)
     arms = {"scratch": {"distill": False, "seeds": [0]}, "validate": {"strategy": "fixed", "t": "validate", "seeds": [0]}}
     flags[flags.index("--arms") + 1] = json.dumps(arms)
-    result = subprocess.run([PYTHON, str(RECIPES / "experiment.py"), *flags, "--validate_steps", "2"], env=env(),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([PYTHON, str(RECIPES / "experiment.py"), *flags, "--validate_steps", "2", "--publish", "validate"],
+                            env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "v" / "weights" / "tiny-validate-seed0-backbone" / "model.safetensors").is_file()  # the named arm
     run = json.loads((tmp_path / "v" / "runs" / "lpc3" / "validate-seed0" / "result.json").read_text())
     rounds = run["validate"]["rounds"]
     assert [r["steps"] for r in rounds] == [2, 4] and set(rounds[0]["scores"]) == {"0", "10", "500"}  # 3, then 2
@@ -268,3 +269,18 @@ def test_a_mistyped_arm_key_fails_before_anything_runs(tmp_path, tiny_teacher): 
     assert result.returncode == 2 and "arm 'rl' (seed 0, 3 labels per class)" in result.stderr
     assert "did you mean 'reward'" in result.stderr
     assert not (tmp_path / "bad" / "cache").exists() and not (tmp_path / "bad" / "runs").exists()  # nothing was built
+
+
+def test_the_published_arm_is_named_and_its_best_seed_chosen_on_validation():
+    """`publish` names an arm of the grid; its seed with the best validation top-1 is published (the
+    test top-1 plays no part; ties go to the lowest seed)."""
+    from repfusion_zoo.experiments.config import ExperimentConfig, check_arms
+    from repfusion_zoo.errors import ConfigError
+    from repfusion_zoo.experiments.publish import best_seed
+    from repfusion_zoo.experiments.result import ArmSeedResult
+
+    with pytest.raises(ConfigError, match=r"publish names arm 'rl'.*\['scratch'\]"):
+        check_arms(ExperimentConfig(arms={"scratch": {"distill": False}}, publish="rl"))
+    results = [ArmSeedResult("fixed", 0, 5, top1=90.0, val_top1=50.0), ArmSeedResult("fixed", 1, 5, top1=10.0, val_top1=60.0),
+               ArmSeedResult("fixed", 2, 5, top1=95.0, val_top1=60.0)]
+    assert best_seed(results).seed == 1

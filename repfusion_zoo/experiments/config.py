@@ -15,13 +15,14 @@ experiment's teacher as a regulariser).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import opt
 from ..errors import ConfigError
 from ..teachers import TeacherSettings
 
-__all__ = ["ExperimentConfig", "arm_seeds", "check_arms", "PROBE"]
+__all__ = ["ExperimentConfig", "arm_seeds", "check_arms", "run_dir", "PROBE"]
 
 #: the `t` of an arm whose time step the linear probe of the cached features chooses
 PROBE = "probe"
@@ -66,6 +67,13 @@ class ExperimentConfig(TeacherSettings):
     validate_steps: int = opt(50, "optimiser steps of the first round of the validate arm's short distillations (doubled each round)")
     launcher: str = opt("accelerate launch", "how each recipe runs, e.g. 'python' or 'accelerate launch --multi_gpu --num_processes 8'")
     eval_batch_size: int = opt(256, "batch of the kNN and validation passes")
+    publish: str = opt("", "the arm whose best seed (by validation top-1) is copied to <output_dir>/weights with its "
+                             "card ('' = none)")
+
+
+def run_dir(cfg: ExperimentConfig, labels_per_class: int, arm: str, seed: int) -> Path:
+    """Where one arm-seed's recipes run: ``<output_dir>/runs/lpc<n>/<arm>-seed<s>``."""
+    return Path(cfg.output_dir) / "runs" / f"lpc{labels_per_class}" / f"{arm}-seed{seed}"
 
 
 def arm_seeds(cfg: ExperimentConfig, arm: str) -> list[int]:
@@ -86,5 +94,8 @@ def check_arms(cfg: ExperimentConfig) -> None:
         if spec.get("distill", True) and "strategy" not in spec:
             raise ConfigError(f"arm {name!r} distils but names no strategy; add strategy: reinforce | fixed | random "
                               "(or distill: false for the scratch baseline)")
+    if cfg.publish and cfg.publish not in cfg.arms:
+        raise ConfigError(f"publish names arm {cfg.publish!r}, which is not one of the arms {sorted(cfg.arms)}; "
+                          "name one of them or '' (publish nothing)")
     if "scratch" not in cfg.arms:
         raise ConfigError("an experiment needs a 'scratch' arm ({distill: false}): every difference is reported against it")

@@ -1,49 +1,53 @@
-"""The weights of an experiment's best RL seed as Hub-ready folders whose cards carry what made them:
-the measured metrics, the experiment's command, the teacher and the seed.
+"""The weights of an experiment's chosen arm, its best seed, as Hub-ready folders whose cards carry
+what made them: the measured metrics, the experiment's command, the teacher and the seed.
 
-"Best" is chosen on the validation subset (labelled train images outside every labelled subset),
-never on the test split. Copies go to `<output_dir>/weights/<stem>-rl-seed<s>-backbone` (the
-distilled backbone, before fine-tuning) and `...-finetuned` (the classifier after fine-tuning).
+The arm is the experiment's ``publish`` key (the arm chosen on validation; ``""`` publishes
+nothing); its best seed is the one with the highest validation top-1 (labelled train images outside
+every labelled subset), never chosen on the test split. Copies go to
+`<output_dir>/weights/<stem>-<arm>-seed<s>-backbone` (the distilled backbone, before fine-tuning;
+none for scratch) and `...-finetuned` (the classifier after fine-tuning).
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Sequence
 
 from ..atomic import atomic_folder
 from ..hub import update_card_fields, update_card_metrics
-from .config import ExperimentConfig
+from .config import ExperimentConfig, run_dir
+from .result import ArmSeedResult
 
-__all__ = ["publish_best_rl"]
-
-
-def best_seed(arm: dict[str, Any]) -> int:
-    """The seed with the highest validation top-1 (ties: the lowest seed)."""
-    scored = [(v if v is not None else float("-inf"), -s, s) for v, s in zip(arm["val_top1"], arm["seeds"])]
-    return max(scored)[2]
+__all__ = ["best_seed", "publish_best"]
 
 
-def publish_best_rl(cfg: ExperimentConfig, summary: dict[str, Any], run: Path, stem: str) -> list[Path]:
-    """Copy the best RL seed's distilled backbone and fine-tuned model out of `run`'s siblings and
-    write their cards; `run` is `runner.run_dir(cfg, lpc, "rl", seed)` of that seed. Returns the folders."""
-    arm = summary["arms"]["rl"]
-    seed = best_seed(arm)
-    i = arm["seeds"].index(seed)
-    lpc = summary["labels_per_class"]
-    fields = {"recipe": summary["command"], "seed": seed, "teacher": cfg.teacher, "results": f"docs/results/{stem}.md"}
+def best_seed(results: Sequence[ArmSeedResult]) -> ArmSeedResult:
+    """The result with the highest validation top-1 (ties, or none scored: the lowest seed)."""
+    return max(results, key=lambda r: (r.val_top1 if r.val_top1 is not None else float("-inf"), -r.seed))
+
+
+def publish_best(cfg: ExperimentConfig, results: Sequence[ArmSeedResult], stem: str, command: str) -> list[Path]:
+    """Copy the best seed of arm ``cfg.publish`` (among ``results``, one label budget) out of its run
+    folder and write the cards; returns the folders (none when ``publish`` is empty or did not run)."""
+    ran = [r for r in results if r.arm == cfg.publish]
+    if not ran:
+        return []
+    best = best_seed(ran)
+    run = run_dir(cfg, best.labels_per_class, best.arm, best.seed)
+    fields = {"recipe": command, "seed": best.seed, "teacher": cfg.teacher, "results": f"docs/results/{stem}.md"}
+    parts = [("finetuned", run / "finetune" / "model", {"top1": best.top1})]
+    if best.distill is not None:
+        parts.insert(0, ("backbone", run / "distill" / "backbone", {"knn_top1": best.knn, "finetuned_top1": best.top1}))
     made = []
-    for kind, source, metrics in (
-        ("backbone", run / "distill" / "backbone", {"knn_top1": arm["knn"][i], "finetuned_top1": arm["top1"][i]}),
-        ("finetuned", run / "finetune" / "model", {"top1": arm["top1"][i]}),
-    ):
-        target = Path(cfg.output_dir) / "weights" / f"{stem}-rl-seed{seed}-{kind}"
+    for kind, source, metrics in parts:
+        target = Path(cfg.output_dir) / "weights" / f"{stem}-{best.arm}-seed{best.seed}-{kind}"
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_folder(target) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
         update_card_metrics(target, metrics, task="classification", dataset=cfg.dataset)
         update_card_fields(target, {**fields, "name": target.name,
                                     "description": f"RepFusion {kind} of the `{cfg.name}` experiment "
-                                                   f"({lpc or 'all'} labels per class), its best RL seed by validation top-1."})
+                                                   f"({best.labels_per_class or 'all'} labels per class): arm "
+                                                   f"`{best.arm}`, its best seed by validation top-1."})
         made.append(target)
     return made

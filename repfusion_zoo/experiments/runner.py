@@ -40,12 +40,12 @@ from ..pipelines.finetune import load_finetune_config
 from ..training.records import TIMING_FILE, write_timing
 from ..teachers import TeacherSettings, build_teacher
 from ..timesteps import parse_timesteps
-from .config import PROBE, ExperimentConfig, arm_seeds, check_arms
+from .config import PROBE, ExperimentConfig, arm_seeds, check_arms, run_dir
 from .result import RESULT_FILE, ArmSeedResult
 from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
 from .validate import VALIDATE, successive_halving
-from .publish import best_seed, publish_best_rl
+from .publish import publish_best
 from .report import write_results
 from .subsets import ExperimentSubsets, write_subsets
 
@@ -57,10 +57,6 @@ DISTILL_BASE = "_paper_schedule.yaml"
 
 class ExperimentError(RepFusionError, RuntimeError):
     """A recipe of one arm-seed failed; the message names it and the tail of its log."""
-
-
-def run_dir(cfg: ExperimentConfig, labels_per_class: int, arm: str, seed: int) -> Path:
-    return Path(cfg.output_dir) / "runs" / f"lpc{labels_per_class}" / f"{arm}-seed{seed}"
 
 
 def as_flags(values: Mapping[str, Any]) -> list[str]:
@@ -271,13 +267,11 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
             for seed in arm_seeds(cfg, arm):
                 print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
                 results.append(run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data))
-        written += write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started,
-                                 val_images=len(read_indices(subsets.val)))
-        summary = json.loads(written[-3].read_text())
-        if summary["arms"].get("rl"):
-            best = best_seed(summary["arms"]["rl"])
-            for folder in publish_best_rl(cfg, summary, run_dir(cfg, lpc, "rl", best), written[-3].stem):
-                print(f"[experiment] weights with their model card: {folder}", flush=True)
+        files = write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started,
+                              val_images=len(read_indices(subsets.val)))
+        written += files
+        for folder in publish_best(cfg, results, files[0].stem, command):
+            print(f"[experiment] weights with their model card: {folder}", flush=True)
     if cfg.results_dir:
         Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
         for path in written:
