@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from repfusion_zoo.method.distill import RepFusion, build_repfusion
+from repfusion_zoo.method.settings import RepFusionSettings
 from repfusion_zoo.errors import ConfigError
 from repfusion_zoo.losses import HintLoss, TimeConditionedConnector, build_distill_loss
 from repfusion_zoo.timesteps import EveryTimestep, ReinforcePolicy, StrategySettings, build_strategy
@@ -22,8 +23,8 @@ def _rf(strategy: str = "reinforce", *, connector: str = "shared", reward: str =
         **strategy_keys) -> RepFusion:
     torch.manual_seed(0)
     settings = StrategySettings(strategy=strategy, timesteps=",".join(map(str, STEPS)), **strategy_keys)
-    return build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=settings, loss=loss,
-                           connector=connector, reward=reward, imitation_weight=0.5)
+    method = RepFusionSettings(loss=loss, connector=connector, reward=reward, imitation_weight=0.5)
+    return build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=settings, settings=method)
 
 
 @pytest.mark.parametrize("loss", ["hint", "hint_pooled", "at"])

@@ -39,17 +39,13 @@ import torch
 from torch import nn
 
 from .decoders import build_decoder, decoder_task_loss
+from .settings import CONNECTORS, REWARDS, RepFusionSettings
 from ..errors import ConfigError, InputError, ShapeMismatchError
 from ..losses import build_distill_loss
 from ..teachers.protocol import Teacher
 from ..timesteps import StrategySettings, TimestepSample, TimestepStrategy, build_strategy
 
-__all__ = ["RepFusion", "RepFusionOutput", "build_repfusion", "REWARDS"]
-
-#: what a learning time-step strategy can be paid (see `RepFusion`)
-REWARDS = ("task", "imitation", "sum")
-#: the connector of a hint loss: one for every t, or a head per t of the action set
-CONNECTORS = ("shared", "per_t")
+__all__ = ["RepFusion", "RepFusionOutput", "build_repfusion"]
 
 
 @dataclass
@@ -282,16 +278,10 @@ def build_repfusion(
     student_channels: int,
     num_classes: int | None,
     strategy: StrategySettings | str = "reinforce",
-    decoder: str | None = "linear",
-    loss: str = "hint",
-    connector: str = "shared",
-    reward: str = "task",
-    imitation_weight: float = 1.0,
-    decoder_kwargs: dict[str, Any] | None = None,
-    loss_kwargs: dict[str, Any] | None = None,
+    settings: RepFusionSettings | None = None,
 ) -> RepFusion:
-    """A :class:`RepFusion` from names and the time-step `StrategySettings` (or a strategy name), sized
-    from the teacher.
+    """A :class:`RepFusion` from the time-step `StrategySettings` (or a strategy name) and the
+    `RepFusionSettings` (decoder g, loss, connector, reward; default: the paper's), sized from the teacher.
 
     Reads ``teacher.feature_channels`` (decoder and loss input), ``teacher.in_channels`` (policy
     input), ``teacher.num_train_timesteps`` (the action range) and, for a feature cache,
@@ -300,20 +290,15 @@ def build_repfusion(
     ``"shared"`` (one 1x1 conv, the paper) or ``"per_t"`` (a head per time step of the strategy's
     action set); ``reward`` / ``imitation_weight``: see `RepFusion`.
     """
+    settings = settings or RepFusionSettings()
     teacher_channels = int(teacher.feature_channels)
-    if connector not in CONNECTORS:
-        raise ConfigError(f"connector {connector!r} is not one of {list(CONNECTORS)}")
+    if settings.connector not in CONNECTORS:
+        raise ConfigError(f"connector {settings.connector!r} is not one of {list(CONNECTORS)}")
     g = None
-    if decoder is not None and num_classes is not None:
-        g = build_decoder(decoder, teacher_channels, num_classes, **(decoder_kwargs or {}))
+    if settings.decoder is not None and num_classes is not None:
+        g = build_decoder(settings.decoder, teacher_channels, num_classes, **settings.decoder_kwargs)
     chooser = build_strategy(strategy, in_chans=int(teacher.in_channels), num_train_timesteps=int(teacher.num_train_timesteps),
                              teacher_timesteps=teacher.timesteps)
-    heads = len(chooser.actions) if connector == "per_t" else 1
-    return RepFusion(
-        teacher,
-        chooser,
-        g,
-        build_distill_loss(loss, student_channels, teacher_channels, num_actions=heads, **(loss_kwargs or {})),
-        reward=reward,
-        imitation_weight=imitation_weight,
-    )
+    heads = len(chooser.actions) if settings.connector == "per_t" else 1
+    loss = build_distill_loss(settings.loss, student_channels, teacher_channels, num_actions=heads, **settings.loss_kwargs)
+    return RepFusion(teacher, chooser, g, loss, reward=settings.reward, imitation_weight=settings.imitation_weight)

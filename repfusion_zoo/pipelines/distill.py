@@ -23,6 +23,7 @@ from ..data.base import unaugmented
 from ..data.subsets import LabelBudget, read_indices
 from ..method.distill import RepFusion, build_repfusion
 from ..method.distill_model import DistillModel
+from ..method.settings import RepFusionSettings
 from ..errors import ConfigError
 from ..hub import push_to_hub
 from ..modes import evaluating
@@ -49,7 +50,7 @@ DEFAULT_CONFIG = "offline_default.yaml"
 
 
 @dataclass
-class DistillConfig(TrainConfig, TeacherSettings, StrategySettings):
+class DistillConfig(TrainConfig, TeacherSettings, StrategySettings, RepFusionSettings):
     """Keys of recipes/distill.py; the schedule defaults are the paper's."""
 
     output_dir: str = opt("outputs/distill", "where checkpoints, logs, the backbone and the fine-tune runs go")
@@ -71,21 +72,10 @@ class DistillConfig(TrainConfig, TeacherSettings, StrategySettings):
     teacher_dir: str = opt("", "where the trained teacher goes (default: <output_dir>/teacher); reused if complete")
     teacher_max_train_steps: int = opt(0, "override the teacher config's max_train_steps (0 = keep)")
     teacher_overrides: dict = opt({}, "more train_teacher keys for the trained teacher, e.g. {num_samples: 0}")
-    # RepFusion (the time-step strategy's keys: StrategySettings)
+    # RepFusion (the time-step strategy's keys: StrategySettings; decoder g, loss, connector, reward: RepFusionSettings)
     teacher_cache: str = opt("", "read the teacher's features from this cache (recipes/cache_features.py) instead of running it")
     timestep_report: bool = opt(False, "after distilling, write timestep_report.json: the policy's distribution over t beside decoder g's reward per t")
     label_subset: str = opt("", "decoder g (and the policy's reward) sees only these items' labels: a JSON list of dataset indices")
-    reward: str = opt("task", "what the policy is paid: task (-decoder g's loss, the paper), imitation (-the student's "
-                              "per-sample distillation loss, the authors' first version), sum (task + imitation_weight x imitation)",
-                      choices=["task", "imitation", "sum"])
-    imitation_weight: float = opt(1.0, "weight of the imitation reward in reward sum")
-    connector: str = opt("shared", "hint losses: one 1x1 conv for every t (the paper) or a head per t of the action set",
-                         choices=["shared", "per_t"])
-    loss: str = opt("hint", "distillation loss", choices=["hint", "hint_pooled", "at", "rkd"])
-    loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
-    decoder: str | None = opt("linear", "decoder g on the teacher feature (null: none, plain feature KD without a task reward)",
-                              choices=["linear", "mlp", "fcn", None])
-    decoder_kwargs: dict = opt({}, "extra kwargs of decoder g (e.g. {hidden: 256} for mlp, the authors' width)")
     # speed (opt-in: it does not pay on a 2-core CPU, see benchmarks/train_step.py; for GPUs, benchmarks/distill_step.py)
     compile: bool = opt(False, "torch.compile the student's forward (input normalisation + forward_features; its backward with it)")
     compile_mode: str = opt("default", "torch.compile mode of --compile",
@@ -173,10 +163,7 @@ def repfusion_from_config(cfg: Any, teacher: nn.Module, student_channels: int, n
     """RepFusion around `teacher` from the config's names (`repfusion_zoo.method.build_repfusion`):
     the time-step strategy, decoder g (`num_classes` outputs) and the distillation loss."""
     return build_repfusion(teacher, student_channels=student_channels, num_classes=num_classes,
-                           strategy=settings_of(StrategySettings, cfg),
-                           decoder=cfg.decoder, loss=cfg.loss, connector=cfg.connector,
-                           reward=cfg.reward, imitation_weight=cfg.imitation_weight,
-                           decoder_kwargs=cfg.decoder_kwargs, loss_kwargs=cfg.loss_kwargs)
+                           strategy=settings_of(StrategySettings, cfg), settings=settings_of(RepFusionSettings, cfg))
 
 
 def cached_teacher(cfg: Any, source: str, train_set: Any, classes: Sequence[str] = ()) -> CachedTeacher:
