@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import opt
+from ..config import opt, redefault
+from ..data.settings import DataSettings
 from ..errors import ConfigError
 from ..teachers import TeacherSettings
 
@@ -39,16 +40,15 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class ExperimentConfig(TeacherSettings):
-    """Keys of recipes/experiment.py (a YAML file's keys and the flags are the same names; the teacher's:
-    `TeacherSettings`, handed to the cache and every distillation)."""
+class ExperimentConfig(DataSettings, TeacherSettings):
+    """Keys of recipes/experiment.py (a YAML file's keys and the flags are the same names; the images':
+    `DataSettings`; the teacher's: `TeacherSettings`, handed to the cache and every distillation)."""
 
     name: str = opt("experiment", "results file stem: <results_dir>/<name>.json|.md|.png")
     output_dir: str = opt("outputs/experiment", "where the cache, subsets and every arm-seed's runs go")
     results_dir: str = opt("docs/results", "where the results files are copied ('' = output_dir only)")
-    dataset: str = opt("data/cifar10", "image folder (train/ and test/ class folders) or another build_dataset spec")
-    image_size: int = opt(32, "image side (the teacher's sample size)")
-    in_chans: int = opt(3, "image channels")
+    dataset: str = redefault(DataSettings, "dataset", "data/cifar10",
+                             "image folder (train/ and test/ class folders) or another build_dataset spec")
     student: str = opt("resnet18_cifar", "student architecture (zoo or timm name)")
     student_kwargs: dict = opt({}, "extra timm kwargs of the student, e.g. {channels: [16, 32, 64, 128]}")
     timesteps: str = opt("0,10,50,100,200,300,500,999", "the cache's time-step set: every arm's actions")

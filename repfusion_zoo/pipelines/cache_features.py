@@ -10,6 +10,7 @@ from torch import nn
 
 from ..cache import build_feature_cache
 from ..data import build_dataset
+from ..data.settings import DataSettings
 from ..data.subsets import per_class_subset
 from ..distributed import process_state
 from ..errors import ConfigError
@@ -22,13 +23,10 @@ __all__ = ["CacheConfig", "cache_teacher", "cache_features", "main"]
 
 
 @dataclass
-class CacheConfig(TeacherSettings):
-    """Keys of recipes/cache_features.py (the teacher's: `TeacherSettings`)."""
+class CacheConfig(DataSettings, TeacherSettings):
+    """Keys of recipes/cache_features.py (the images': `DataSettings`; the teacher's: `TeacherSettings`)."""
 
-    dataset: str = opt("digits", "repfusion_zoo.data.build_dataset spec (digits | imagefolder:<path> | <path> | hf:<id>)")
     split: str = opt("train", "dataset split to cache")
-    image_size: int = opt(32, "image side in pixels (must equal the teacher's sample_size)")
-    in_chans: int = opt(3, "image channels (must equal the teacher's in_channels)")
     seed: int = opt(0, "seed of the train/test cut of one-split datasets (digits): the distill run's --seed")
     timesteps: str = opt("0,10,50,100,200,300,500,999", "time steps to cache: all | start:stop:step | 0,10,50")
     views: list[str] = opt(["identity", "hflip"], "views per image: identity,hflip (flips) or identity")

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..data.base import unaugmented
+from ..data.settings import DataSettings
 from ..data.subsets import LabelBudget, read_indices
 from ..method.distill import RepFusion, build_repfusion
 from ..method.distill_model import DistillModel
@@ -50,15 +51,12 @@ DEFAULT_CONFIG = "offline_default.yaml"
 
 
 @dataclass
-class DistillConfig(TrainConfig, TeacherSettings, StrategySettings, RepFusionSettings):
+class DistillConfig(TrainConfig, DataSettings, TeacherSettings, StrategySettings, RepFusionSettings):
     """Keys of recipes/distill.py; the schedule defaults are the paper's."""
 
     output_dir: str = opt("outputs/distill", "where checkpoints, logs, the backbone and the fine-tune runs go")
-    # data (built through the task, so dense labels work for decoder g too)
+    # data (DataSettings: dataset, image_size, in_chans; built through the task, so dense labels work for decoder g too)
     task: str = opt("classification", "what decoder g is trained on (labels of this task's datasets)", choices=sorted(TASKS))
-    dataset: str = opt("digits", "repfusion_zoo.data.build_dataset spec (digits | imagefolder:<path> | <path> | hf:<id>)")
-    image_size: int = opt(32, "image side in pixels (must equal the teacher's sample_size)")
-    in_chans: int = opt(3, "image channels (must equal the teacher's in_channels)")
     num_classes: int = opt(0, "classes of decoder g (0 = read from the dataset)")
     augment: bool = opt(True, "training augmentation: flips only for images (shifts for digits)")
     label_key: str = opt("label", "batch key holding decoder g's labels")
