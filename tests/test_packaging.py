@@ -106,6 +106,7 @@ def test_a_pip_only_user_can_follow_the_unpublished_weight_message(tmp_path) -> 
     with tarfile.open(tree / "dist" / sdist) as archive:
         names = set(archive.getnames())
     root = sdist.removesuffix(".tar.gz")
+    assert not [n for n in names if n.startswith(f"{root}/teachers/")], "the committed teachers stay out of the sdist"
     for entry in ZOO.values():
         words = entry.recipe.split()
         recipe_file, config = words[2], words[words.index("--config") + 1]

@@ -286,3 +286,28 @@ def test_hub_id_loads_then_serves_from_cache_offline(tiny_unet, tmp_path, hub_se
 
     with pytest.raises(NoNetworkError, match="local folder"):
         DiffusionTeacher("google-test/never-published")
+
+
+COMMITTED_TEACHERS = sorted(p for p in (Path(__file__).resolve().parents[1] / "teachers").glob("*") if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", COMMITTED_TEACHERS or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no teacher is committed under teachers/"))], ids=lambda p: getattr(p, "name", "none"))
+def test_a_committed_teacher_is_fp16_small_and_loads_as_a_teacher(folder):
+    """A teacher committed under teachers/<name>/: fp16 safetensors of at most 20 MB in a diffusers
+    pipeline folder, read back as an fp32 teacher whose features are finite, with a README that
+    gives the command that made it and its probe."""
+    from safetensors import safe_open
+
+    from repfusion_zoo.teachers import load_teacher
+
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    assert weights.stat().st_size <= 20 * 2**20
+    with safe_open(str(weights), "pt") as handle:
+        assert {handle.get_slice(key).get_dtype() for key in handle.keys()} == {"F16"}
+    teacher = load_teacher(str(folder))
+    side = teacher.sample_size[0]
+    feature = teacher(torch.rand(2, teacher.in_channels, side, side) * 2 - 1, torch.tensor([10, 300]))
+    assert feature.dtype == torch.float32 and torch.isfinite(feature).all()
+    readme = (folder / "README.md").read_text()
+    assert "recipes/train_teacher.py" in readme and "repfusion-zoo probe" in readme
