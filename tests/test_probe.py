@@ -88,3 +88,14 @@ def test_probe_fit_on_a_train_split_scores_every_probed_image(tiny_unet):
     accuracy = result["results"][0]["linear_probe_accuracy"]
     assert round(accuracy * 60) == pytest.approx(accuracy * 60, abs=1e-6)  # a fraction of the 60 scored images
     assert accuracy > 0.2
+
+
+def test_probe_train_images_can_be_a_label_budget():
+    """`per_class` (the CLI's --train_split and the teacher's probe curve): the same number of each class."""
+    from repfusion_zoo.method.probe import load_probe_images
+
+    images, labels = load_probe_images("digits", image_size=8, in_chans=3, split="train", num_samples=105, seed=0,
+                                       per_class=True)
+    assert images.shape == (100, 3, 8, 8) and torch.bincount(labels).tolist() == [10] * 10
+    again = load_probe_images("digits", image_size=8, in_chans=3, split="train", num_samples=105, seed=0, per_class=True)
+    assert torch.equal(again[1], labels)

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import InputError, MissingExtraError
 from ..data import build_dataset
+from ..data.subsets import per_class_subset
 from ..normalize import minus_one_one
 from ..teachers import load_teacher
 from ..visualize import pyplot
@@ -179,10 +180,14 @@ def _timesteps(text: str) -> list[int]:
 
 
 def load_probe_images(spec: str, *, image_size: int, in_chans: int, split: str, num_samples: int,
-                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_samples`` seeded-random images of ``split`` (un-augmented, in [-1, 1]) ``[N, C, H, W]`` and their labels ``[N]``."""
+                      seed: int, per_class: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` seeded-random images of ``split`` (un-augmented, in [-1, 1]) ``[N, C, H, W]`` and their
+    labels ``[N]``; ``per_class``: the same number from each class (``num_samples // classes``: a label budget)."""
     dataset = build_dataset(spec, split=split, image_size=image_size, in_chans=in_chans)
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    if per_class:
+        order = per_class_subset(dataset.labels, num_samples // dataset.num_classes, seed)
+    else:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_samples].tolist()
     items = [dataset[int(i)] for i in order]
     images = torch.stack([item["image"] for item in items])
     labels = torch.tensor([int(item["label"]) for item in items])
@@ -196,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     images, labels = load_probe_images(args.dataset, split=args.split, num_samples=args.num_samples, seed=args.seed, **size)
     train = None
     if args.train_split:
-        train = load_probe_images(args.dataset, split=args.train_split, num_samples=args.num_train, seed=args.seed, **size)
+        train = load_probe_images(args.dataset, split=args.train_split, num_samples=args.num_train, seed=args.seed,
+                                  per_class=True, **size)
     result = probe_timesteps(teacher, images, labels, args.timesteps, batch_size=args.batch_size, seed=args.seed, train=train)
     result.update(teacher=str(args.teacher), data=args.dataset, split=args.split, train_split=args.train_split or None)
     json_path, png_path = write_probe(result, args.output_dir)
@@ -221,7 +227,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--split", default="test", help="dataset split the probe is scored on (default test)")
     parser.add_argument("--train_split", default="", help="fit the probe on --num_train images of this split (e.g. train) "
                         "and score it on all --num_samples; default: fit on 70%% of the --num_samples and score on the rest")
-    parser.add_argument("--num_train", type=int, default=5000, help="images the probe is fit on with --train_split (default 5000)")
+    parser.add_argument("--num_train", type=int, default=5000, help="images the probe is fit on with --train_split, the same "
+                        "number from each class (default 5000: 500 a class on CIFAR-10)")
     parser.add_argument("--layer", default="mid", help="teacher layer: mid, mid_resnet2_conv2 or down.{i} (default mid)")
     parser.add_argument("--noise", action="store_true", help="feed x_t (noised with the model's scheduler) instead of the clean image")
     parser.add_argument("--batch_size", type=int, default=64)

@@ -28,8 +28,8 @@ class ProbeCurve:
     """Linear-probe top-1 (%) of a training UNet's pooled ``layer`` feature per t, by step.
 
     ``dataset``: a labelled dataset spec with ``train`` and ``test`` splits; the probe is fit on
-    ``train_images`` seeded-random train images and scored on ``test_images`` test images (both
-    loaded once, un-augmented).
+    ``train_images`` seeded-random train images, the same number from each class, and scored on
+    ``test_images`` test images (both loaded once, un-augmented).
     """
 
     def __init__(self, path: str | Path, *, dataset: str, image_size: int, in_chans: int, timesteps: Sequence[int],
@@ -38,7 +38,7 @@ class ProbeCurve:
         self.timesteps = [int(t) for t in timesteps]
         self.layer = layer
         size = {"image_size": image_size, "in_chans": in_chans, "seed": seed}
-        self.train = load_probe_images(dataset, split="train", num_samples=train_images, **size)
+        self.train = load_probe_images(dataset, split="train", num_samples=train_images, per_class=True, **size)
         self.test = load_probe_images(dataset, split="test", num_samples=test_images, **size)
         self.header = {"dataset": dataset, "layer": layer, "train_images": len(self.train[1]),
                        "test_images": len(self.test[1]), "seed": seed,
