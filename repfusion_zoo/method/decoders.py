@@ -21,6 +21,7 @@ from repfusion_zoo.errors import ConfigError, InputError
 from repfusion_zoo.losses.matching import pool, resize_to
 
 __all__ = [
+    "DECODER_KINDS",
     "LinearDecoder",
     "MLPDecoder",
     "FCNDecoder",
@@ -108,6 +109,8 @@ class FCNDecoder(nn.Module):
 
 
 _DECODERS: dict[str, type[nn.Module]] = {"linear": LinearDecoder, "mlp": MLPDecoder, "fcn": FCNDecoder}
+#: the kinds `build_decoder` knows
+DECODER_KINDS = tuple(_DECODERS)
 
 
 def build_decoder(kind: str, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module:

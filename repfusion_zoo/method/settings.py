@@ -6,17 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import opt
+from ..losses import DISTILL_LOSSES
+from .decoders import DECODER_KINDS
 
-__all__ = ["RepFusionSettings", "REWARDS", "CONNECTORS", "LOSSES", "DECODERS"]
+__all__ = ["RepFusionSettings", "REWARDS", "CONNECTORS"]
 
 #: what a learning strategy may be paid
 REWARDS = ("task", "imitation", "sum")
 #: how the student's feature meets the teacher's at each t
 CONNECTORS = ("shared", "per_t")
-#: the distillation losses of `repfusion_zoo.losses.build_distill_loss`
-LOSSES = ("hint", "hint_pooled", "at", "rkd")
-#: decoder g's kinds (`decoders.build_decoder`); None = no decoder, plain feature KD
-DECODERS = ("linear", "mlp", "fcn", None)
 
 
 @dataclass
@@ -29,8 +27,8 @@ class RepFusionSettings:
     imitation_weight: float = opt(1.0, "weight of the imitation reward in reward sum")
     connector: str = opt("shared", "hint losses: one 1x1 conv for every t (the paper) or a head per t of the action set",
                          choices=list(CONNECTORS))
-    loss: str = opt("hint", "distillation loss", choices=list(LOSSES))
+    loss: str = opt("hint", "distillation loss", choices=list(DISTILL_LOSSES))
     loss_kwargs: dict = opt({}, "extra kwargs of the loss (e.g. {weight: 1000} for at)")
     decoder: str | None = opt("linear", "decoder g on the teacher feature (null: none, plain feature KD without a task reward)",
-                              choices=list(DECODERS))
+                              choices=[*DECODER_KINDS, None])
     decoder_kwargs: dict = opt({}, "extra kwargs of decoder g (e.g. {hidden: 256} for mlp, the authors' width)")
