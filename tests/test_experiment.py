@@ -15,6 +15,10 @@ import yaml
 
 from _recipes_common import PYTHON, RECIPES, env, tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo.data.subsets import LabelBudget, per_class_subset, read_indices
+from repfusion_zoo.config import load_config
+from repfusion_zoo.experiments.config import ExperimentConfig
+from repfusion_zoo.experiments.runner import distill_flags
+from repfusion_zoo.experiments.subsets import ExperimentSubsets
 from repfusion_zoo.method.decoders import build_decoder, decoder_task_loss
 from repfusion_zoo.method.distill import RepFusion
 from repfusion_zoo.losses import build_distill_loss
@@ -96,11 +100,32 @@ def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, 
         log = out / "runs" / "lpc3" / f"{arm}-seed0" / "finetune" / "log.jsonl"
         assert json.loads(log.read_text().splitlines()[-1])["step"] == 3
     # distillation ran on the 200 distilled images (6 steps at batch 32) from the cache
-    distill_log = out / "runs" / "lpc3" / "rl-seed0" / "distill" / "log.jsonl"
-    assert json.loads(distill_log.read_text().splitlines()[-1])["step"] == 6
+    [distilled] = (out / "distills").glob("rl-seed0-*/")
+    assert json.loads((distilled / "log.jsonl").read_text().splitlines()[-1])["step"] == 6
     # each recipe got its settings as one file, which the recipe reads as it is
-    settings = yaml.safe_load((out / "runs" / "lpc3" / "rl-seed0" / "distill.yaml").read_text())
+    settings = yaml.safe_load(distilled.with_suffix(".yaml").read_text())
     assert settings["strategy"] == "reinforce" and settings["seed"] == 0 and settings["base"].endswith("_paper_schedule.yaml")
+    assert settings["timestep_report"] and (distilled / "timestep_report.json").is_file()  # the policy's report
+
+
+def test_a_distillation_the_labels_cannot_reach_is_shared_by_every_label_budget(tmp_path):
+    """A fixed t's student does not read the labels (decoder g only feeds a policy's reward), so its
+    distillation is named without the label subset: every budget fine-tunes the same one; a policy's
+    (or one clipping gradients over g's too) is its own per budget; seeds never share."""
+    cfg = load_config(ExperimentConfig, experiment_flags(tmp_path, tmp_path / "teacher")
+                                 + ["--arms", json.dumps({"scratch": {"distill": False}, "rl": {"strategy": "reinforce"},
+                                                          "fixed": {"strategy": "fixed", "t": 10},
+                                                          "clipped": {"strategy": "fixed", "t": 10, "max_grad_norm": 1.0}})])
+    subsets = ExperimentSubsets.of(tmp_path / "subsets")
+
+    def folder(arm: str, lpc: int, seed: int = 0) -> Path:
+        return Path(distill_flags(cfg, RECIPES, arm, seed, lpc, subsets, tmp_path / "cache", None)["output_dir"])
+
+    assert folder("fixed", 3) == folder("fixed", 5) != folder("fixed", 3, seed=1)
+    assert folder("fixed", 3).parent == tmp_path / "distills"
+    assert folder("rl", 3) != folder("rl", 5)
+    assert folder("clipped", 3) != folder("clipped", 5)
+    assert not distill_flags(cfg, RECIPES, "fixed", 0, 3, subsets, tmp_path / "cache", None)["timestep_report"]
 
 
 def test_per_class_subset_is_seeded_and_balanced():

@@ -36,8 +36,8 @@ def publish_best(cfg: ExperimentConfig, results: Sequence[ArmSeedResult], stem: 
     run = run_dir(cfg, best.labels_per_class, best.arm, best.seed)
     fields = {"recipe": command, "seed": best.seed, "teacher": cfg.teacher, "results": f"docs/results/{stem}.md"}
     parts = [("finetuned", run / "finetune" / "model", {"top1": best.top1})]
-    if best.distill is not None:
-        parts.insert(0, ("backbone", run / "distill" / "backbone", {"knn_top1": best.knn, "finetuned_top1": best.top1}))
+    if best.backbone:
+        parts.insert(0, ("backbone", Path(best.backbone), {"knn_top1": best.knn, "finetuned_top1": best.top1}))
     made = []
     for kind, source, metrics in parts:
         target = Path(cfg.output_dir) / "weights" / f"{stem}-{best.arm}-seed{best.seed}-{kind}"

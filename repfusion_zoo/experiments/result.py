@@ -23,7 +23,8 @@ class ArmSeedResult:
     ``top1``: fine-tuned top-1 (%) on the full test split; ``val_top1``: on the held-out labelled
     validation subset (for choices); ``knn``: frozen kNN top-1 (%); ``val_curve``: ``[[epoch,
     val top-1], ...]`` while fine-tuning; ``t``: the time step distilled at (fixed, probe and
-    validate arms); ``probe`` / ``validate``: how a probe or validate arm chose it; ``distill``:
+    validate arms); ``probe`` / ``validate``: how a probe or validate arm chose it; ``backbone``: the
+    distilled backbone's folder (None for scratch; label budgets may share it); ``distill``:
     the distillation's per-epoch records and time-step report (None for scratch); ``timing``:
     seconds per part (runner, distill, finetune); ``seconds``: the arm-seed's wall time.
     """
@@ -38,6 +39,7 @@ class ArmSeedResult:
     t: int | None = None
     probe: dict[str, float] | None = None
     validate: dict[str, Any] | None = None
+    backbone: str | None = None
     distill: dict[str, Any] | None = None
     timing: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None

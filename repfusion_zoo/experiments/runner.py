@@ -2,13 +2,15 @@
 
 For each label budget and seed, every arm follows one protocol: distil on the distilled images
 from the cache (not for `scratch`), with decoder g and the policy's reward reading only the seed's
-labelled subset; fine-tune on that labelled subset (`recipes/finetune.py`); evaluate once on the
+labelled subset (a distillation is named by its settings, `distill_dir`: one whose student the labels
+cannot reach, a fixed or random t, runs once for every label budget); fine-tune on that labelled
+subset (`recipes/finetune.py`); evaluate once on the
 full test split; score the frozen backbone by kNN (bank: the labelled subset; queries: the test
 split) and the fine-tuned model on the validation subset (for choices, never the test split).
 
 Every arm-seed's recipe settings are checked (parsed as the recipes parse them) before anything
 runs, so a mistyped arm key fails at once, not after the cache is built. Each recipe of an
-arm-seed gets its settings as one file (`<run>/distill.yaml`, `<run>/finetune.yaml`, run as
+arm-seed gets its settings as one file (`<distillation>.yaml`, `<run>/finetune.yaml`, run as
 ``--config``). Each arm-seed writes `result.json` (atomically) when all of that is done: a rerun
 skips it, and a killed one resumes its recipes from their last checkpoints. A half-finished
 arm-seed never counts. The recipes run as subprocesses through `cfg.launcher` (accelerate launch
@@ -17,6 +19,7 @@ by default).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shlex
 import shutil
@@ -39,7 +42,7 @@ from ..pipelines.distill import load_distill_config
 from ..pipelines.finetune import load_finetune_config
 from ..training.records import TIMING_FILE, write_timing
 from ..teachers import TeacherSettings, build_teacher
-from ..timesteps import parse_timesteps
+from ..timesteps import parse_timesteps, strategy_learns
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms, run_dir
 from .result import RESULT_FILE, ArmSeedResult
 from .evaluation import frozen_knn, validation_top1
@@ -115,7 +118,8 @@ def ensure_cache(cfg: ExperimentConfig, train: Dataset, subsets: ExperimentSubse
 
 def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
                   cache: Path, t: int | None) -> dict[str, Any]:
-    """recipes/distill.py keys of one arm-seed: the experiment's, the arm's, then the protocol's."""
+    """recipes/distill.py keys of one arm-seed: the experiment's, the arm's, then the protocol's; its
+    ``output_dir`` is `distill_dir` of the rest (the time-step report only where a policy learns)."""
     own = {k: v for k, v in cfg.arms[arm].items() if k not in ("seeds", "distill", "finetune")}
     flags: dict[str, Any] = {"config": str(recipes_dir / "configs" / DISTILL_BASE), "augment": True, "crop_padding": 0}
     flags.update({**cfg.distill, **own})  # flips only by default: the views the cache holds
@@ -125,9 +129,30 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
                  **dataclasses.asdict(settings_of(TeacherSettings, cfg)), student=cfg.student,
                  student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache),
                  train_subset=str(subsets.distill_images), label_subset=str(subsets.labelled(lpc, seed)),
-                 seed=seed, finetune=False, timestep_report=True, resume_from_checkpoint="latest",
-                 output_dir=str(run_dir(cfg, lpc, arm, seed) / "distill"))
-    return flags
+                 seed=seed, finetune=False, resume_from_checkpoint="latest")
+    learns = strategy_learns(str(flags.get("strategy", "reinforce")))
+    flags["timestep_report"] = learns
+    return {**flags, "output_dir": str(distill_dir(cfg, arm, seed, flags))}
+
+
+def labels_reach_student(flags: Mapping[str, Any]) -> bool:
+    """Whether a distillation's student depends on its label subset: decoder g learns from the labels
+    only for the policy's reward, so they reach the student through a learning strategy, or through
+    gradient clipping over every parameter (g's gradient in the norm)."""
+    parsed = load_distill_config(as_flags({k: v for k, v in flags.items() if k != "output_dir"}))
+    return strategy_learns(parsed.strategy) or parsed.max_grad_norm > 0
+
+
+def distill_dir(cfg: ExperimentConfig, arm: str, seed: int, flags: Mapping[str, Any]) -> Path:
+    """Where a distillation runs: ``<output_dir>/distills/<arm>-seed<s>-<digest>``, the digest over its
+    recipe settings (without the label subset where the labels cannot reach the student,
+    `labels_reach_student`). A fixed or random t's distillation is the same at every label budget,
+    so it runs once and every budget fine-tunes it; a policy's runs once per budget."""
+    key = {k: v for k, v in flags.items() if k != "output_dir"}
+    if not labels_reach_student(key):
+        key.pop("label_subset", None)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cfg.output_dir) / "distills" / f"{arm}-seed{seed}-{digest}"
 
 
 def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
@@ -163,11 +188,13 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
         elif cfg.arms[arm].get("strategy") == "fixed":
             result.t = int(cfg.arms[arm].get("t", 0))
         chosen = result.t if cfg.arms[arm].get("t") in (PROBE, VALIDATE) else None  # else the arm's own t
-        if not (folder / "distill" / "summary.json").is_file():
-            run_recipe(cfg, recipes_dir, "distill", distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, chosen),
-                       folder / "distill.log")
-        backbone = folder / "distill" / "backbone"
-        result.distill = distill_summary(folder / "distill")
+        flags = distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, chosen)
+        distilled = Path(flags["output_dir"])
+        if not (distilled / "summary.json").is_file():
+            run_recipe(cfg, recipes_dir, "distill", flags, distilled.with_suffix(".log"))
+        backbone = distilled / "backbone"
+        result.backbone = str(backbone)
+        result.distill = distill_summary(distilled)
         if result.validate:  # its cost against this full distillation's optimiser steps
             full = result.distill["epochs"][-1]["step"]
             result.validate["cost"] = round(result.validate["steps"] / max(1, full), 2)
@@ -181,9 +208,9 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
     timing["knn"] = timing["val"] - timing["knn"]
     result.val_top1 = validation_top1(cfg, folder / "finetune" / "model", Subset(data["train"], read_indices(subsets.val)))
     timing["val"] = time.time() - timing["val"]
+    runs = {"distill": backbone.parent if backbone else None, "finetune": folder / "finetune"}
     result.timing = {"runner": {k: round(v, 1) for k, v in timing.items()},
-                     **{recipe: recipe_timing(folder / recipe) for recipe in ("distill", "finetune")
-                        if (folder / recipe / TIMING_FILE).is_file()}}
+                     **{recipe: recipe_timing(run) for recipe, run in runs.items() if run and (run / TIMING_FILE).is_file()}}
     result.seconds = round(time.time() - started, 1)
     result.write(folder / RESULT_FILE)
     return result

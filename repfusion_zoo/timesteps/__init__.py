@@ -27,7 +27,7 @@ sends gradients into the image or anything upstream of it.
 from __future__ import annotations
 
 from .base import TimestepSample, TimestepSpec, TimestepStrategy, means_all, parse_timesteps
-from .build import build_strategy
+from .build import build_strategy, strategy_learns
 from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import BASELINES, DEFAULT_BASELINE, ReinforcePolicy, entropy_weight_at
 from .settings import STRATEGY_NAMES, StrategySettings
@@ -41,6 +41,7 @@ __all__ = [
     "UniformTimestep",
     "EveryTimestep",
     "build_strategy",
+    "strategy_learns",
     "StrategySettings",
     "STRATEGY_NAMES",
     "parse_timesteps",

@@ -10,7 +10,7 @@ from .fixed import EveryTimestep, FixedTimestep, UniformTimestep
 from .policy import ReinforcePolicy
 from .settings import StrategySettings
 
-__all__ = ["build_strategy"]
+__all__ = ["build_strategy", "strategy_learns"]
 
 
 _STRATEGIES: dict[str, Any] = {
@@ -19,6 +19,14 @@ _STRATEGIES: dict[str, Any] = {
     "random": UniformTimestep,
     "all_t": EveryTimestep,
 }
+
+
+def strategy_learns(name: str) -> bool:
+    """Whether the strategy called `name` learns from a reward (the policy: its t, and so the student,
+    then depend on decoder g's labels); `ConfigError` for an unknown name."""
+    if name not in _STRATEGIES:
+        raise ConfigError(f"unknown time-step strategy {name!r}; use one of {list(_STRATEGIES)}.")
+    return bool(_STRATEGIES[name].learns)
 
 
 def build_strategy(settings: StrategySettings | str, *, in_chans: int = 3, num_train_timesteps: int = 1000,
@@ -37,8 +45,7 @@ def build_strategy(settings: StrategySettings | str, *, in_chans: int = 3, num_t
         settings = StrategySettings(strategy=settings, **keys)
     elif keys:
         raise ConfigError(f"give the keys {sorted(keys)} in the StrategySettings, not beside them")
-    if settings.strategy not in _STRATEGIES:
-        raise ConfigError(f"unknown time-step strategy {settings.strategy!r}; use one of {list(_STRATEGIES)}.")
+    strategy_learns(settings.strategy)  # an unknown name fails here
     actions = teacher_timesteps if means_all(settings.timesteps) else settings.timesteps
     return _STRATEGIES[settings.strategy].from_settings(settings, in_chans=in_chans, num_train_timesteps=num_train_timesteps,
                                                         timesteps=actions)
