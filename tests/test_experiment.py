@@ -190,7 +190,7 @@ def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
         for arm, spec in cfg.arms.items():
             for seed in arm_seeds(cfg, arm):
                 if spec.get("distill", True):
-                    t = 0 if spec.get("t") == "probe" else None
+                    t = 0 if spec.get("t") in ("probe", "validate") else None  # chosen while it runs
                     distilled = load_distill_config(as_flags(distill_flags(cfg, RECIPES, arm, seed, lpc, subsets, tmp_path, t)))
                     assert distilled.seed == seed and distilled.teacher_cache == str(tmp_path)
                 tuned = load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None)))
