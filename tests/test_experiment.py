@@ -16,7 +16,8 @@ import yaml
 from _recipes_common import PYTHON, RECIPES, env, tiny_teacher  # noqa: F401  (fixture)
 from repfusion_zoo.data.subsets import LabelBudget, per_class_subset, read_indices
 from repfusion_zoo.config import load_config
-from repfusion_zoo.experiments.config import ExperimentConfig
+from repfusion_zoo.experiments.config import PROBE, ExperimentConfig
+from repfusion_zoo.experiments.validate import VALIDATE
 from repfusion_zoo.experiments.runner import distill_flags
 from repfusion_zoo.experiments.subsets import ExperimentSubsets
 from repfusion_zoo.method.decoders import build_decoder, decoder_task_loss
@@ -190,7 +191,7 @@ def test_shipped_experiment_configs_give_valid_recipe_flags(name, tmp_path):
         for arm, spec in cfg.arms.items():
             for seed in arm_seeds(cfg, arm):
                 if spec.get("distill", True):
-                    t = 0 if spec.get("t") in ("probe", "validate") else None  # chosen while it runs
+                    t = 0 if spec.get("t") in (PROBE, VALIDATE) else None  # chosen while it runs
                     distilled = load_distill_config(as_flags(distill_flags(cfg, RECIPES, arm, seed, lpc, subsets, tmp_path, t)))
                     assert distilled.seed == seed and distilled.teacher_cache == str(tmp_path)
                 tuned = load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None)))

@@ -4,9 +4,9 @@ For each label budget and seed, every arm follows one protocol: distil on the di
 from the cache (not for `scratch`), with decoder g and the policy's reward reading only the seed's
 labelled subset (a distillation is named by its settings, `distill_dir`: one whose student the labels
 cannot reach, a fixed or random t, runs once for every label budget); fine-tune on that labelled
-subset (`recipes/finetune.py`); evaluate once on the
-full test split; score the frozen backbone by kNN (bank: the labelled subset; queries: the test
-split) and the fine-tuned model on the validation subset (for choices, never the test split).
+subset (`recipes/finetune.py`); evaluate once on the full test split; score the frozen backbone by
+kNN (bank: the labelled subset; queries: the test split) and the fine-tuned model on the validation
+subset (for choices, never the test split).
 
 Every arm-seed's recipe settings are checked (parsed as the recipes parse them) before anything
 runs, so a mistyped arm key fails at once, not after the cache is built. Each recipe of an
@@ -130,27 +130,24 @@ def distill_flags(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int,
                  student_kwargs=dict(cfg.student_kwargs), teacher_cache=str(cache),
                  train_subset=str(subsets.distill_images), label_subset=str(subsets.labelled(lpc, seed)),
                  seed=seed, finetune=False, resume_from_checkpoint="latest")
-    learns = strategy_learns(str(flags.get("strategy", "reinforce")))
-    flags["timestep_report"] = learns
-    return {**flags, "output_dir": str(distill_dir(cfg, arm, seed, flags))}
+    settings = load_distill_config(as_flags(flags))  # as the recipe will read them
+    flags["timestep_report"] = strategy_learns(settings.strategy)
+    return {**flags, "output_dir": str(distill_dir(cfg, arm, seed, flags, labels_reach_student(settings)))}
 
 
-def labels_reach_student(flags: Mapping[str, Any]) -> bool:
-    """Whether a distillation's student depends on its label subset: decoder g learns from the labels
-    only for the policy's reward, so they reach the student through a learning strategy, or through
-    gradient clipping over every parameter (g's gradient in the norm)."""
-    parsed = load_distill_config(as_flags({k: v for k, v in flags.items() if k != "output_dir"}))
-    return strategy_learns(parsed.strategy) or parsed.max_grad_norm > 0
+def labels_reach_student(settings: Any) -> bool:
+    """Whether a distillation's student depends on its label subset (`settings`: the parsed distill
+    config): decoder g learns from the labels only for the policy's reward, so they reach the student
+    through a learning strategy, or through gradient clipping over every parameter (g's gradient in the norm)."""
+    return strategy_learns(settings.strategy) or settings.max_grad_norm > 0
 
 
-def distill_dir(cfg: ExperimentConfig, arm: str, seed: int, flags: Mapping[str, Any]) -> Path:
+def distill_dir(cfg: ExperimentConfig, arm: str, seed: int, flags: Mapping[str, Any], labels_matter: bool) -> Path:
     """Where a distillation runs: ``<output_dir>/distills/<arm>-seed<s>-<digest>``, the digest over its
-    recipe settings (without the label subset where the labels cannot reach the student,
-    `labels_reach_student`). A fixed or random t's distillation is the same at every label budget,
-    so it runs once and every budget fine-tunes it; a policy's runs once per budget."""
-    key = {k: v for k, v in flags.items() if k != "output_dir"}
-    if not labels_reach_student(key):
-        key.pop("label_subset", None)
+    recipe settings (without the label subset unless `labels_matter`, `labels_reach_student`). A fixed
+    or random t's distillation is the same at every label budget, so it runs once and every budget
+    fine-tunes it; a policy's runs once per budget."""
+    key = {k: v for k, v in flags.items() if k != "output_dir" and (labels_matter or k != "label_subset")}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cfg.output_dir) / "distills" / f"{arm}-seed{seed}-{digest}"
 
