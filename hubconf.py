@@ -1,8 +1,13 @@
-"""torch.hub entrypoints: one per repfusion zoo name, nothing else public.
+"""torch.hub entrypoints: one per repfusion zoo name and one per weight shipped in the package,
+nothing else public.
 
     torch.hub.list("<owner>/<repo>")
     model = torch.hub.load("<owner>/<repo>", "resnet18_repfusion_celebahq", pretrained=True)
     feats = torch.hub.load("<owner>/<repo>", "resnet18_repfusion_cifar10", features_only=True)
+    clf = torch.hub.load("<owner>/<repo>", "resnet18_cifar_025.repfusion_ddpm32long_cifar10_10shot", pretrained=True)
+
+A shipped weight's entrypoint has its timm name, ``<architecture>.<tag>`` (torch.hub looks an
+entrypoint up by name, so the dot is kept: one name in timm, repfusion_zoo and torch.hub).
 
 Every keyword goes to `repfusion_zoo.create_model` (i.e. ``timm.create_model``): num_classes,
 features_only, out_indices, in_chans, pretrained_cfg_overlay=dict(file=...), cache_dir, ...
@@ -16,6 +21,7 @@ from typing import Callable as _Callable
 import torch.nn as _nn
 
 from repfusion_zoo import zoo as _zoo
+from repfusion_zoo.weights import SHIPPED as _SHIPPED
 
 dependencies = ["torch", "torchvision", "timm", "safetensors", "huggingface_hub"]
 
@@ -42,6 +48,22 @@ def _entrypoint(name: str) -> _Callable[..., _nn.Module]:
     return create
 
 
+def _shipped_entrypoint(name: str) -> _Callable[..., _nn.Module]:
+    def create(pretrained: bool = False, **kwargs: _Any) -> _nn.Module:
+        return _zoo.create_model(name, pretrained=pretrained, **kwargs)
+
+    create.__name__ = create.__qualname__ = name
+    create.__doc__ = (
+        f"{_SHIPPED[name]['description']} Shipped inside the package: loads with no network.\n\n"
+        f"Args:\n"
+        f"    pretrained: load the shipped weight (MODEL_CARD.md has its metrics and the command that made it).\n"
+        f"    **kwargs: passed to repfusion_zoo.create_model / timm.create_model.\n"
+    )
+    return create
+
+
 for _name in _zoo.list_models():
     globals()[_name] = _entrypoint(_name)
+for _name in _SHIPPED:
+    globals()[_name] = _shipped_entrypoint(_name)
 del _name

@@ -20,6 +20,7 @@ __all__ = [
     "CIFAR10_SUBSET_PER_CLASS",
     "CIFAR10_CLASSES",
     "cifar10_folder",
+    "cifar10_test_split",
     "digits_16",
     "corrupt_image_folder",
     "all_corrupt_folder",
@@ -46,6 +47,19 @@ def cifar10_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cifar10")
     _extract_subset(_CIFAR10_ARCHIVE, out, CIFAR10_SUBSET_PER_CLASS)
     return out
+
+
+@pytest.fixture(scope="session")
+def cifar10_test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole CIFAR-10 test split (10,000 images, `<class>/NNNN.jpg`) from ../shared/datasets."""
+    if not _CIFAR10_ARCHIVE.is_file():
+        pytest.skip(f"CIFAR-10 archive absent: {_CIFAR10_ARCHIVE}")
+    out = tmp_path_factory.mktemp("cifar10_full")
+    with tarfile.open(_CIFAR10_ARCHIVE, "r|gz") as tar:
+        for member in tar:
+            if member.isfile() and member.name.startswith("test/"):
+                tar.extract(member, out, filter="data")
+    return out / "test"
 
 
 @pytest.fixture(scope="session")

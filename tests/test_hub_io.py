@@ -20,7 +20,7 @@ import repfusion_zoo
 from repfusion_zoo.errors import ConfigError, PretrainedUnavailableError, UnsafeWeightsError, WeightsMismatchError
 from repfusion_zoo import atomic
 from repfusion_zoo import load_pretrained, push_to_hub, save_pretrained
-from repfusion_zoo.hub import load_state_dict_strict, read_config, update_card_metrics
+from repfusion_zoo.hub import load_state_dict_strict, read_config, update_card_fields, update_card_metrics
 
 from _hub_fixtures import same_weights
 
@@ -380,9 +380,11 @@ def test_a_card_built_from_a_local_path_dataset_holds_no_path(tmp_path):
 
     hub = save_pretrained(_small_model(), tmp_path / "hub", architecture=SMALL_ARCH, metrics={"top1": 80.0},
                           card=_card(dataset="hf:uoft-cs/cifar10:plain_text"))
+    update_card_fields(hub, {"seed": 1})  # a later update keeps the published Hub id (no 'local folder')
     front = _front_matter(hub)
     assert front["datasets"] == ["uoft-cs/cifar10"]
     assert front["model-index"][0]["results"][0]["dataset"]["type"] == "uoft-cs/cifar10"
+    assert json.loads((hub / "config.json").read_text())["repfusion"]["dataset"] == "uoft-cs/cifar10"
 
 
 def test_backbone_card_is_image_feature_extraction(tmp_path):

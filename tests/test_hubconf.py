@@ -1,4 +1,4 @@
-"""hubconf.py: one documented torch.hub entrypoint per zoo name, nothing else public."""
+"""hubconf.py: one documented torch.hub entrypoint per zoo name and shipped weight, nothing else public."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,6 +11,7 @@ import torch
 
 from repfusion_zoo import list_models
 from repfusion_zoo.errors import PretrainedUnavailableError
+from repfusion_zoo.weights import SHIPPED
 
 
 def _import_hubconf(repo_root: Path) -> ModuleType:
@@ -25,11 +26,11 @@ def _import_hubconf(repo_root: Path) -> ModuleType:
         sys.path.remove(str(repo_root))
 
 
-def test_public_callables_are_exactly_the_zoo_names(repo_root: Path) -> None:
+def test_public_callables_are_exactly_the_zoo_names_and_shipped_weights(repo_root: Path) -> None:
     hubconf = _import_hubconf(repo_root)
     # torch.hub.list's rule: every public callable is an entrypoint
     entrypoints = [f for f in dir(hubconf) if callable(getattr(hubconf, f)) and not f.startswith("_")]
-    assert entrypoints == list_models()
+    assert entrypoints == sorted(list_models() + list(SHIPPED))
     for name in entrypoints:
         doc = getattr(hubconf, name).__doc__
         assert doc and "distilled" in doc and "pretrained" in doc

@@ -11,7 +11,7 @@ import repfusion_zoo  # noqa: F401  (registers the architectures)
 from repfusion_zoo.errors import ConfigError, RepFusionError
 from repfusion_zoo.models import CIFAR10_MEAN, register_new_model
 
-PLAIN = ["resnet18_cifar", "resnet50_cifar", "wrn28_2", "wrn28_10", "mobilenetv2_cifar"]
+PLAIN = ["resnet18_cifar", "resnet18_cifar_025", "resnet50_cifar", "wrn28_2", "wrn28_10", "mobilenetv2_cifar"]
 HEAVY = {"resnet50_cifar", "wrn28_10"}  # checked at 16 px to keep the suite fast
 
 

@@ -45,7 +45,7 @@ def _size(model: torch.nn.Module, target: int | None = None) -> tuple[int, int, 
 
 def test_every_name_is_covered() -> None:
     assert len(ZOO_NAMES) == len(ZOO) == 8
-    assert STUDENTS == ["mobilenetv2_cifar", "resnet18_cifar", "resnet50_cifar", "wrn28_10", "wrn28_2"]
+    assert STUDENTS == ["mobilenetv2_cifar", "resnet18_cifar", "resnet18_cifar_025", "resnet50_cifar", "wrn28_10", "wrn28_2"]
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)

@@ -192,7 +192,7 @@ def test_timm_names_are_never_replaced() -> None:
     """No name we register is defined by any timm module, and timm's entries stay timm's."""
     entrypoints = timm.models._registry._model_entrypoints
     ours = sorted(n for n, fn in entrypoints.items() if fn.__module__.startswith("repfusion_zoo"))
-    plain = ["mobilenetv2_cifar", "resnet18_cifar", "resnet50_cifar", "wrn28_10", "wrn28_2"]
+    plain = ["mobilenetv2_cifar", "resnet18_cifar", "resnet18_cifar_025", "resnet50_cifar", "wrn28_10", "wrn28_2"]
     assert ours == sorted(ZOO_NAMES + plain)
     timm_modules = [m for n, m in list(sys.modules.items()) if n.startswith("timm.models.") and m is not None]
     assert len(timm_modules) > 50

@@ -9,6 +9,7 @@ none for scratch) and `...-finetuned` (the classifier after fine-tuning).
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +27,15 @@ def best_seed(results: Sequence[ArmSeedResult]) -> ArmSeedResult:
     return max(results, key=lambda r: (r.val_top1 if r.val_top1 is not None else float("-inf"), -r.seed))
 
 
+def teacher_sha256(teacher: str) -> str | None:
+    """``"<file>: <sha256>"`` of each safetensors file of a local teacher folder (None for a Hub id)."""
+    folder = Path(teacher)
+    if not folder.is_dir():
+        return None
+    files = sorted(folder.rglob("*.safetensors"))
+    return "; ".join(f"{f.relative_to(folder)}: {hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files) or None
+
+
 def publish_best(cfg: ExperimentConfig, results: Sequence[ArmSeedResult], stem: str, command: str) -> list[Path]:
     """Copy the best seed of arm ``cfg.publish`` (among ``results``, one label budget) out of its run
     folder and write the cards; returns the folders (none when ``publish`` is empty or did not run)."""
@@ -34,17 +44,20 @@ def publish_best(cfg: ExperimentConfig, results: Sequence[ArmSeedResult], stem: 
         return []
     best = best_seed(ran)
     run = run_dir(cfg, best.labels_per_class, best.arm, best.seed)
-    fields = {"recipe": command, "seed": best.seed, "teacher": cfg.teacher, "results": f"docs/results/{stem}.md"}
-    parts = [("finetuned", run / "finetune" / "model", {"top1": best.top1})]
+    fields = {"recipe": command, "seed": best.seed, "teacher": cfg.teacher, "teacher_sha256": teacher_sha256(cfg.teacher),
+              "labels_per_class": best.labels_per_class, "results": f"docs/results/{stem}.md"}
+    scores = {"val_top1": best.val_top1, "knn_top1": best.knn}
+    parts = [("finetuned", run / "finetune" / "model", {"top1": best.top1, **scores})]
     if best.backbone:
-        parts.insert(0, ("backbone", Path(best.backbone), {"knn_top1": best.knn, "finetuned_top1": best.top1}))
+        parts.insert(0, ("backbone", Path(best.backbone), {"finetuned_top1": best.top1, **scores}))
     made = []
     for kind, source, metrics in parts:
         target = Path(cfg.output_dir) / "weights" / f"{stem}-{best.arm}-seed{best.seed}-{kind}"
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_folder(target) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
-        update_card_metrics(target, metrics, task="classification", dataset=cfg.dataset)
+        update_card_metrics(target, {k: v for k, v in metrics.items() if v is not None}, task="classification",
+                            dataset=cfg.dataset)
         update_card_fields(target, {**fields, "name": target.name,
                                     "description": f"RepFusion {kind} of the `{cfg.name}` experiment "
                                                    f"({best.labels_per_class or 'all'} labels per class): arm "

@@ -82,6 +82,8 @@ def public_dataset(spec: str) -> str:
             return ident
         spec = ident
     name = spec.removeprefix("imagefolder:")
+    if name in HUB_DATASETS.values():  # already published (a second card update keeps it)
+        return name
     if name.lower() in HUB_DATASETS:
         return HUB_DATASETS[name.lower()]
     if "/" in name or "\\" in name or name.startswith(("~", ".")):  # a path; a bare name is publishable as is
@@ -196,7 +198,8 @@ def card_body(config: dict[str, Any]) -> str:
         "",
         "## Model details",
         f"- **Architecture (timm):** `{arch}`",
-        f"- **Teacher:** {info.get('teacher') or 'not recorded'}",
+        f"- **Teacher:** {info.get('teacher') or 'not recorded'}"
+        + (f" (weights sha256: {info['teacher_sha256']})" if info.get("teacher_sha256") else ""),
         f"- **Training data:** {info.get('dataset') or 'not recorded'}",
         f"- **Input size:** {tuple(cfg.get('input_size', ())) or 'not recorded'}; "
         f"mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))}",
@@ -209,6 +212,8 @@ def card_body(config: dict[str, Any]) -> str:
         lines.append(f"- **Recipe:** `{info['recipe']}`")
     if info.get("seed") is not None:
         lines.append(f"- **Seed:** {info['seed']}")
+    if info.get("labels_per_class"):
+        lines.append(f"- **Labelled images per class (fine-tuning, kNN bank):** {info['labels_per_class']}")
     if info.get("results"):
         lines.append(f"- **Results of the run that made it:** {info['results']}")
     lines += ["", "## Metrics", _metrics_table(info.get("metrics") or {}), *usage(config), ""]
@@ -223,7 +228,12 @@ def usage(config: dict[str, Any]) -> list[str]:
     arch = config["architecture"]
     repo = info.get("hub_repo") or "<org>/<repo>"
     head = "model = timm.create_model" if config.get("num_classes") else "backbone = timm.create_model"
-    if info.get("timm_native"):
+    if info.get("shipped_name"):
+        code = ["import repfusion_zoo  # pip install repfusion-zoo: the weight ships inside the package", "import timm",
+                "", f"{head}('{info['shipped_name']}', pretrained=True)  # no network, no Hub cache",
+                "# the same name: repfusion_zoo.create_model, torch.hub.load(<repo>, name, pretrained=True)"]
+        note = "This weight is package data of repfusion-zoo: `import repfusion_zoo` registers its name in timm."
+    elif info.get("timm_native"):
         code = ["import timm", "", f"{head}('hf-hub:{repo}', pretrained=True)",
                 "# repfusion_zoo.create_model takes the same 'hf-hub:' id"]
         note = f"`{arch}` is timm's own architecture: plain timm loads it."

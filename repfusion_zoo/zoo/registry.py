@@ -19,6 +19,7 @@ from timm.models import generate_default_cfgs
 from ..errors import ConfigError
 from ..hub import WEIGHTS_NAME
 from ..models import CIFAR10_MEAN, CIFAR10_STD, register_new_model
+from ..weights import SHIPPED
 from .entry import ORIGIN_URL, PAPER_ID, PAPER_NAME, ZooEntry
 from .pretrained import create_entry_model, unknown_model_error
 
@@ -181,9 +182,15 @@ def mobilenetv2_repfusion_tinyimagenet(pretrained: bool = False, **kwargs: Any) 
 
 # --- the registry's facts ----------------------------------------------------------------------
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Zoo names matching the shell-style ``pattern``, sorted."""
-    return sorted(name for name in ZOO if fnmatch.fnmatch(name, pattern))
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Zoo names matching the shell-style ``pattern``, sorted.
+
+    ``pretrained=True`` lists, as timm's ``list_models(pretrained=True)`` does, the names that load a
+    weight: the published zoo names and the weights shipped inside the package
+    (``<architecture>.<tag>``, `repfusion_zoo.weights`: they load offline).
+    """
+    names = [n for n, e in ZOO.items() if e.hf_hub_id] + list(SHIPPED) if pretrained else list(ZOO)
+    return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
 
 
 def zoo_info(name: str) -> dict[str, Any]:
