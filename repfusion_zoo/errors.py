@@ -80,6 +80,15 @@ class ModelSourceNotFoundError(UnknownModelError, FileNotFoundError):
     """A model source that names a path (a folder or a weight file) that does not exist."""
 
 
+class TrainingDivergedError(RepFusionError, FloatingPointError):
+    """A training run whose losses or a distribution's probabilities stopped being finite."""
+
+
+#: what to try when a run diverges (every divergence message ends with it)
+DIVERGED_FIX = ("lower --learning_rate, set --max_grad_norm (e.g. 1.0), or for the time-step policy keep "
+                "--policy_baseline ema; resume from the last checkpoint with the new setting")
+
+
 def run_program(prog: str, main: Callable[..., Any], argv: Sequence[str] | None = None, **kwargs: Any) -> int:
     """``main(argv, **kwargs)`` as a command: an input error (any `RepFusionError`: a config key, a
     path, a missing teacher) is shown as argparse shows a usage error, ``<prog>: error: <message>``

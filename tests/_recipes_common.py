@@ -23,7 +23,9 @@ TINY_TEACHER = {"block_out_channels": [16, 32, 32], "num_samples": 0, "log_every
 
 
 def tiny_flags(output_dir: Path, **extra: object) -> list[str]:
-    """distill.py flags for a tiny run at 8 px (add `--teacher` or teacher keys)."""
+    """distill.py flags for a tiny run at 8 px (add `--teacher` or teacher keys); the paper's policy unless
+    `strategy` is given (it exercises every part: policy, decoder g, reward), not the configs' fixed t = 300."""
+    extra = {"strategy": "reinforce", **extra}
     flags = ["--output_dir", str(output_dir), "--image_size", "8", "--in_chans", "3", *TINY_STUDENT,
              "--train_batch_size", "32", "--eval_batch_size", "128", "--num_train_epochs", "1", "--log_every", "1",
              "--finetune", "false", "--milestones", "[]"]

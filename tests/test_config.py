@@ -117,7 +117,7 @@ def test_paper_schedule_is_the_distill_default():
 
     cfg = distill.load_distill_config(["--config", str(CONFIGS / "cifar10_resnet18_hint.yaml")])
     assert (cfg.num_train_epochs, cfg.train_batch_size, cfg.learning_rate, cfg.momentum, cfg.weight_decay) == (200, 128, 0.1, 0.9, 1e-4)
-    assert cfg.milestones == [100, 150] and cfg.gamma == 0.1 and cfg.strategy == "reinforce"
+    assert cfg.milestones == [100, 150] and cfg.gamma == 0.1 and (cfg.strategy, cfg.t) == ("fixed", 300)
     celeb = distill.load_distill_config(["--config", str(CONFIGS / "celebahq_resnet18.yaml")])
     assert (celeb.image_size, celeb.loss, celeb.decoder, celeb.task) == (256, "hint", "fcn", "segmentation")
 

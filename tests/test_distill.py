@@ -240,7 +240,7 @@ def test_class_conditional_teacher_gets_the_labels_through_its_map() -> None:
 def test_build_repfusion_sizes_from_the_teacher() -> None:
     from repfusion_zoo.method.distill import build_repfusion
 
-    rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=StrategySettings(timesteps="0:1000:50"))
+    rf = build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=StrategySettings(strategy="reinforce", timesteps="0:1000:50"))
     assert isinstance(rf.strategy, ReinforcePolicy) and rf.strategy.num_actions == 20
     assert rf.decoder.in_channels == 32 and rf.distill_loss.connector.out_channels == 32
     images, labels = _batch(2)

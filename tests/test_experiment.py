@@ -235,8 +235,9 @@ def test_convergence_check_and_speed_from_validation_curves():
                     "timing": [{"finetune": {"train": 5.0, "validation": 1.0, "test": 1.0, "process": 9.0},
                                 "runner": {"knn": 1.0, "val": 0.5}}, None]},
         "scratch_x2": {"seeds": [0], "val_curve": [[[2, 50.0], [4, 60.0], [6, 70.8]]], "seconds": [20]},  # every 2 epochs
-        "fixed_t300": {"seeds": [0, 1], "distill": [{}, {}], "val_curve": [[65.0, 70.3, 71.0], [60.0, 69.0, 70.0]],
-                       "seconds": [30, 30]},
+        "fixed_t300": {"seeds": [0, 1], "val_curve": [[65.0, 70.3, 71.0], [60.0, 69.0, 70.0]], "seconds": [30, 30],
+                       "distill": [{"epochs": [{}, {}], "last_epoch_t_histogram": [0, 0, 6]}] * 2,
+                       "timing": [{"distill": {"train": 20.0, "process": 22.0}}] * 2},
     }}
     text = "\n".join(convergence_lines(summary))
     assert "| fixed_t300 | 3 | 70.50 ± 0.71 | 2, never |" in text  # scratch's final val: 70.2
@@ -247,7 +248,8 @@ def test_convergence_check_and_speed_from_validation_curves():
     text = "\n".join(convergence_lines(summary))
     assert "noise ±4.1 (two standard errors on 1000 validation images x 1 seed(s))" in text  # 200 sqrt(2 .708 .292 / 1000)
     table = timing_lines(summary)
-    assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 |")  # start-up: 9 - 7 s
+    assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 | - |")  # start-up: 9 - 7 s
+    assert table[3].endswith("| 30 | 12 |")  # 2 epochs of 6 teacher features
 
 
 def test_successive_halving_keeps_the_better_half_with_twice_the_steps():
@@ -310,3 +312,48 @@ def test_the_published_arm_is_named_and_its_best_seed_chosen_on_validation():
     results = [ArmSeedResult("fixed", 0, 5, top1=90.0, val_top1=50.0), ArmSeedResult("fixed", 1, 5, top1=10.0, val_top1=60.0),
                ArmSeedResult("fixed", 2, 5, top1=95.0, val_top1=60.0)]
     assert best_seed(results).seed == 1
+
+
+def test_a_diverging_arm_is_recorded_and_the_grid_goes_on(tmp_path, tiny_teacher):  # noqa: F811
+    """A distillation that diverges (here: SGD at lr 1e30) leaves its error in diverged.json; the runner
+    records the arm-seed without a fine-tune, runs the rest and says so in the results."""
+    out = tmp_path / "tiny"
+    flags = experiment_flags(out, tiny_teacher)
+    overrides = {"--arms": {"scratch": {"distill": False}, "boom": {"strategy": "reinforce", "learning_rate": 1.0e30}},
+                 "--seeds": [0], "--publish": ""}
+    for key, value in overrides.items():
+        flags[flags.index(key) + 1] = json.dumps(value) if value != "" else value
+    done = subprocess.run([PYTHON, str(RECIPES / "experiment.py"), *flags], env=env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [distilled] = (out / "distills").glob("boom-seed0-*/")
+    assert "diverged" in json.loads((distilled / "diverged.json").read_text())["error"]
+    result = json.loads((out / "runs" / "lpc3" / "boom-seed0" / "result.json").read_text())
+    assert result["top1"] is None and "max_grad_norm" in result["diverged"]
+    assert not (out / "runs" / "lpc3" / "boom-seed0" / "finetune").exists()
+    summary = json.loads((out / "tiny.json").read_text())
+    assert summary["arms"]["boom"]["diverged"][0]["seed"] == 0 and summary["arms"]["scratch"]["top1"][0] is not None
+    assert "boom, seed 0: " in (out / "tiny.md").read_text()
+
+
+def test_the_report_shows_what_every_learning_arm_chose():
+    """Every arm with a time-step report gets a row (mode t, its probability, entropy per epoch, g's best t)."""
+    from repfusion_zoo.experiments.report import results_markdown
+
+    def arm(mode: int, entropy: list[float]) -> dict:
+        probs = [0.9 if t == mode else 0.05 for t in (0, 10, 300)]
+        report = {"timesteps": [0, 10, 300], "probs": probs, "mode": mode, "mean_t": float(mode), "entropy_of_mean": 0.3,
+                  "mean_entropy": 0.25, "log_num_actions": 1.0986, "reward_timesteps": [0, 10, 300],
+                  "reward": [-3.0 + (t == mode) for t in (0, 10, 300)], "num_images": 30}
+        return {"seeds": [0], "top1": [50.0], "knn": [40.0], "val_top1": [51.0],
+                "distill": [{"epochs": [{"policy/entropy": e} for e in entropy], "last_epoch_t_histogram": None,
+                             "timestep_report": report}]}
+
+    summary = {"name": "g", "teacher": "t", "teacher_layer": "mid", "student": "s", "student_kwargs": {}, "dataset": "d",
+               "distill_images_per_class": 0, "timesteps": "0,10,300", "command": "c", "labels_per_class": 3,
+               "arms": {"scratch": {"seeds": [0], "top1": [45.0], "knn": [30.0], "val_top1": [46.0]},
+                        "rl": arm(10, [0.9, 0.1]), "rl_sum": arm(300, [0.5, 0.0])}}
+    text = results_markdown(summary)
+    assert "| rl | 0 | 10 | 0.900 | 0.250 | 10 | 0.900, 0.100 |" in text
+    assert "| rl_sum | 0 | 300 | 0.900 | 0.250 | 300 | 0.500, 0.000 |" in text
+    assert "### rl_sum, seed 0" in text

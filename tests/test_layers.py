@@ -15,7 +15,7 @@ MAX_LINES = 400
 #: lowest first; a module may import from its own layer or a lower one. `repfusion_zoo` alone is the
 #: package's `__init__` (the re-exports users import), above everything in the package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("errors", "version", "atomic", "modes", "distributed", "config")),
+    ("foundation", ("errors", "version", "atomic", "modes", "distributed", "config", "weights")),
     ("blocks", ("models", "normalize", "losses", "timesteps", "data", "metrics", "visualize")),
     ("weights I/O", ("hub",)),
     ("zoo", ("zoo",)),

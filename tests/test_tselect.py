@@ -20,10 +20,10 @@ STEPS = [0, 100, 500, 999]
 
 
 def _rf(strategy: str = "reinforce", *, connector: str = "shared", reward: str = "task", loss: str = "hint",
-        **strategy_keys) -> RepFusion:
+        decoder_t: str = "sampled", **strategy_keys) -> RepFusion:
     torch.manual_seed(0)
     settings = StrategySettings(strategy=strategy, timesteps=",".join(map(str, STEPS)), **strategy_keys)
-    method = RepFusionSettings(loss=loss, connector=connector, reward=reward, imitation_weight=0.5)
+    method = RepFusionSettings(loss=loss, connector=connector, reward=reward, imitation_weight=0.5, decoder_t=decoder_t)
     return build_repfusion(_teacher(), student_channels=24, num_classes=10, strategy=settings, settings=method)
 
 
@@ -81,6 +81,26 @@ def test_the_policy_is_paid_the_chosen_reward(reward):
     assert rf.strategy.net.head[-1].weight.grad.abs().sum() > 0
 
 
+def test_decoder_g_can_learn_at_every_t_and_pay_the_sampled_ones_loss():
+    """decoder_t all: g's loss is its mean over every t of the set for the labelled images; each one's reward
+    is g's -loss at the t it was sampled at; unlabelled images get none."""
+    from repfusion_zoo.method.decoders import decoder_task_loss
+
+    rf = _rf(decoder_t="all")
+    images, labels = _batch()
+    labels[:2] = -1
+    out = rf(rf.teacher_input(images), labels, _student()(images), progress=0.0)
+    inputs = rf.teacher_input(images)[2:]
+    per_t = torch.stack([decoder_task_loss(rf.decoder(rf.teacher.feature(inputs, torch.full((len(inputs),), t))), labels[2:])
+                         for t in STEPS], dim=1)  # [n, |T|]
+    torch.testing.assert_close(out.losses["decoder"], per_t.mean(), rtol=1e-5, atol=1e-6)
+    action = torch.searchsorted(rf.strategy.actions, out.t)
+    torch.testing.assert_close(out.reward[2:], -per_t.gather(1, action[2:, None]).squeeze(1), rtol=1e-5, atol=1e-6)
+    assert torch.isnan(out.reward[:2]).all()
+    with pytest.raises(ConfigError, match="decoder_t"):
+        _rf(decoder_t="some")
+
+
 def test_a_task_or_sum_reward_needs_decoder_g():
     with pytest.raises(ConfigError, match="decoder"):
         RepFusion(_teacher(), ReinforcePolicy(3), None, build_distill_loss("hint", 24, 32))
@@ -128,7 +148,7 @@ def test_the_policy_commits_to_its_argmax_once_its_entropy_is_low():
 @pytest.mark.parametrize("variant", [
     {"strategy": "all_t", "connector": "per_t"},
     {"strategy": "reinforce", "reward": "imitation", "connector": "per_t", "commit_entropy": 0.5},
-    {"strategy": "reinforce", "reward": "sum", "imitation_weight": 2.0},
+    {"strategy": "reinforce", "reward": "sum", "imitation_weight": 2.0, "decoder_t": "all"},
 ])
 def test_the_variants_run_through_the_distill_recipe_online_and_from_the_cache(variant, tmp_path, tiny_teacher):
     from _data_fixtures import write_image_folder

@@ -132,9 +132,17 @@ def _startup(timing: dict[str, Any]) -> float | None:
     return total if any(timing.get(r, {}).get("process") for r in ("distill", "finetune")) else None
 
 
+def teacher_reads(distill: dict[str, Any]) -> int | None:
+    """Teacher features a distillation read (images x t per image, every epoch): its last epoch's
+    t histogram times its epochs (every epoch is the same number of full batches)."""
+    hist = distill.get("last_epoch_t_histogram")
+    return sum(hist) * len(distill.get("epochs", [])) if hist else None
+
+
 def timing_lines(summary: dict[str, Any]) -> list[str]:
-    """Mean seconds per arm-seed and phase ([] when no result carries timing)."""
-    columns = [name for name, _ in PHASES] + ["process start-up and saving", "arm-seed total"]
+    """Mean seconds per arm-seed and phase, and the teacher features its distillation read ([] when
+    no result carries timing)."""
+    columns = [name for name, _ in PHASES] + ["process start-up and saving", "arm-seed total", "teacher-feature reads"]
     rows = []
     for name, arm in summary["arms"].items():
         timings = [t for t in arm.get("timing", []) if t]
@@ -145,6 +153,7 @@ def timing_lines(summary: dict[str, Any]) -> list[str]:
             cells.append(_mean([v for v in (read(t) for t in timings) if v is not None]))
         cells.append(_mean([v for v in (_startup(t) for t in timings) if v is not None]))
         cells.append(_mean([s for s in arm.get("seconds", []) if s is not None]))
+        cells.append(_mean([r for r in (teacher_reads(d) for d in arm.get("distill", [])) if r is not None]))
         rows.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.0f}" for c in cells) + " |")
     if not rows:
         return []

@@ -37,6 +37,8 @@ def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult],
             arm.setdefault("probe_accuracy", []).append(r.probe)
         if r.distill:
             arm.setdefault("distill", []).append(r.distill)
+        if r.diverged:
+            arm.setdefault("diverged", []).append({"seed": r.seed, "error": r.diverged})
         arm.setdefault("seconds", []).append(r.seconds)
         arm.setdefault("val_curve", []).append(r.val_curve)
         arm.setdefault("timing", []).append(r.timing)
@@ -76,33 +78,57 @@ def _arms_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _diverged_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per arm-seed whose distillation diverged (no fine-tune, no figures: "-" in the table)."""
+    return [f"- {name}, seed {entry['seed']}: {entry['error']}"
+            for name, arm in summary["arms"].items() for entry in arm.get("diverged", [])]
+
+
 def _bar(p: float, width: int = 30) -> str:
     return "█" * round(p * width)
 
 
 def _policy_section(summary: dict[str, Any]) -> list[str]:
-    """The RL arm's learned distribution over t beside decoder g's mean reward per t, per seed."""
-    lines: list[str] = []
-    for distill, seed in zip(summary["arms"].get("rl", {}).get("distill", []), summary["arms"].get("rl", {}).get("seeds", [])):
-        report = distill.get("timestep_report")
-        if not report:
-            continue
-        rewards = dict(zip(report["reward_timesteps"], report["reward"]))
-        lines += [f"### RL policy, seed {seed}", "",
-                  f"mode t = {report['mode']}, mean t = {report['mean_t']:.1f}; entropy of the mean policy "
-                  f"{report['entropy_of_mean']:.3f} and mean per-image entropy {report['mean_entropy']:.3f} nats "
-                  f"against log|T| = {report['log_num_actions']:.3f} (uniform); {report['num_images']} labelled train images.", "",
-                  "| t | π(t) (mean over images) | | decoder g's mean reward (−CE) |", "|---|---|---|---|"]
-        for t, p in zip(report["timesteps"], report["probs"]):
-            reward = rewards.get(t)
-            lines.append(f"| {t} | {p:.3f} | {_bar(p)} | {'-' if reward is None else f'{reward:.4f}'} |")
-        hist = distill.get("last_epoch_t_histogram")
-        if hist:
-            sampled = {t: hist[t] for t in report["timesteps"] if t < len(hist)}
-            total = max(1, sum(sampled.values()))
-            lines += ["", "t sampled in the last epoch: " + ", ".join(f"{t}: {100 * n / total:.1f} %" for t, n in sampled.items())]
-        lines.append("")
+    """Each learning arm's distribution over t beside decoder g's mean reward per t: one summary row
+    per arm-seed, then each seed's table."""
+    reports = [(name, seed, distill) for name, arm in summary["arms"].items()
+               for seed, distill in zip(arm["seeds"], arm.get("distill", [])) if distill.get("timestep_report")]
+    if not reports:
+        return []
+    lines = ["| arm | seed | mode t | π(mode) | mean per-image entropy (nats) | t of g's best reward | "
+             "policy entropy per epoch (nats) |", "|---|---|---|---|---|---|---|"]
+    for name, seed, distill in reports:
+        report = distill["timestep_report"]
+        probs = dict(zip(report["timesteps"], report["probs"]))
+        best = max(zip(report["reward"], report["reward_timesteps"]))[1]
+        entropy = ", ".join(f"{e['policy/entropy']:.3f}" for e in distill.get("epochs", []) if "policy/entropy" in e)
+        lines.append(f"| {name} | {seed} | {report['mode']} | {probs.get(report['mode'], float('nan')):.3f} | "
+                     f"{report['mean_entropy']:.3f} | {best} | {entropy or '-'} |")
+    lines.append("")
+    for name, seed, distill in reports:
+        lines += _policy_lines(name, seed, distill)
     return lines
+
+
+def _policy_lines(name: str, seed: int, distill: dict[str, Any]) -> list[str]:
+    """One seed's table: pi(t) (mean over the labelled images) beside decoder g's mean reward at t,
+    and the t sampled in the last epoch."""
+    report = distill["timestep_report"]
+    rewards = dict(zip(report["reward_timesteps"], report["reward"]))
+    lines = [f"### {name}, seed {seed}", "",
+             f"mode t = {report['mode']}, mean t = {report['mean_t']:.1f}; entropy of the mean policy "
+             f"{report['entropy_of_mean']:.3f} and mean per-image entropy {report['mean_entropy']:.3f} nats "
+             f"against log|T| = {report['log_num_actions']:.3f} (uniform); {report['num_images']} labelled train images.", "",
+             "| t | π(t) (mean over images) | | decoder g's mean reward (−CE) |", "|---|---|---|---|"]
+    for t, p in zip(report["timesteps"], report["probs"]):
+        reward = rewards.get(t)
+        lines.append(f"| {t} | {p:.3f} | {_bar(p)} | {'-' if reward is None else f'{reward:.4f}'} |")
+    hist = distill.get("last_epoch_t_histogram")
+    if hist:
+        sampled = {t: hist[t] for t in report["timesteps"] if t < len(hist)}
+        total = max(1, sum(sampled.values()))
+        lines += ["", "t sampled in the last epoch: " + ", ".join(f"{t}: {100 * n / total:.1f} %" for t, n in sampled.items())]
+    return lines + [""]
 
 
 def _probe_section(summary: dict[str, Any]) -> list[str]:
@@ -157,6 +183,9 @@ def results_markdown(summary: dict[str, Any]) -> str:
              "Fine-tuned top-1 is measured once on the full test split; frozen kNN (k = 20, cosine) uses the labelled "
              "subset as the bank; val top-1 is a held-out labelled part of train (for choices only). Mean ± std over seeds.", "",
              *_arms_table(summary), ""]
+    diverged = _diverged_lines(summary)
+    if diverged:
+        lines += ["Distillations that diverged (no fine-tune, so no figures):", "", *diverged, ""]
     convergence = convergence_lines(summary)
     if convergence:
         lines += ["## Convergence: validation top-1 over the fine-tuning epochs", "", *convergence, ""]
@@ -165,7 +194,7 @@ def results_markdown(summary: dict[str, Any]) -> str:
         lines += ["## Against the expectations", "", *checks, ""]
     policy = _policy_section(summary)
     if policy:
-        lines += ["## What the RL policy learned, and why", "", *policy]
+        lines += ["## What each policy learned, and why", "", *policy]
     probe = _probe_section(summary)
     if probe:
         lines += ["## The probe arm's choice", "", *probe]

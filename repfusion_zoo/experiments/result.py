@@ -26,7 +26,8 @@ class ArmSeedResult:
     validate arms); ``probe`` / ``validate``: how a probe or validate arm chose it; ``backbone``: the
     distilled backbone's folder (None for scratch; label budgets may share it); ``distill``:
     the distillation's per-epoch records and time-step report (None for scratch); ``timing``:
-    seconds per part (runner, distill, finetune); ``seconds``: the arm-seed's wall time.
+    seconds per part (runner, distill, finetune); ``seconds``: the arm-seed's wall time; ``diverged``:
+    the error of a distillation that diverged (then no fine-tune and no metrics).
     """
 
     arm: str
@@ -43,6 +44,7 @@ class ArmSeedResult:
     distill: dict[str, Any] | None = None
     timing: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
+    diverged: str | None = None
 
     def write(self, path: Path) -> None:
         """``path`` (a ``result.json``), atomically."""

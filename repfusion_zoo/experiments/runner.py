@@ -40,7 +40,7 @@ from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
 from ..pipelines.distill import load_distill_config
 from ..pipelines.finetune import load_finetune_config
-from ..training.records import TIMING_FILE, write_timing
+from ..training.records import DIVERGED_FILE, TIMING_FILE, write_timing
 from ..teachers import TeacherSettings, build_teacher
 from ..timesteps import parse_timesteps, strategy_learns
 from .config import PROBE, ExperimentConfig, arm_seeds, check_arms, run_dir
@@ -188,7 +188,11 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
         flags = distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, chosen)
         distilled = Path(flags["output_dir"])
         if not (distilled / "summary.json").is_file():
-            run_recipe(cfg, recipes_dir, "distill", flags, distilled.with_suffix(".log"))
+            result.diverged = distil_or_diverge(cfg, recipes_dir, flags, distilled)
+            if result.diverged:  # recorded without a fine-tune: the grid goes on, the report says so
+                result.seconds = round(time.time() - started, 1)
+                result.write(folder / RESULT_FILE)
+                return result
         backbone = distilled / "backbone"
         result.backbone = str(backbone)
         result.distill = distill_summary(distilled)
@@ -211,6 +215,19 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
     result.seconds = round(time.time() - started, 1)
     result.write(folder / RESULT_FILE)
     return result
+
+
+def distil_or_diverge(cfg: ExperimentConfig, recipes_dir: Path, flags: Mapping[str, Any], distilled: Path) -> str | None:
+    """Run the distillation into `distilled`; None once done, or the error of a distillation that
+    diverged (its `DIVERGED_FILE`: a rerun resumes from the last checkpoint and diverges the same way).
+    Any other failure raises `ExperimentError`."""
+    try:
+        run_recipe(cfg, recipes_dir, "distill", flags, distilled.with_suffix(".log"))
+    except ExperimentError:
+        if not (distilled / DIVERGED_FILE).is_file():
+            raise
+        return str(json.loads((distilled / DIVERGED_FILE).read_text())["error"])
+    return None
 
 
 def epoch_values(folder: Path, key: str) -> list[list[float]]:

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .decoders import build_decoder, decoder_task_loss
-from .settings import CONNECTORS, REWARDS, RepFusionSettings
+from .settings import CONNECTORS, DECODER_TIMESTEPS, REWARDS, RepFusionSettings
 from ..errors import ConfigError, InputError, ShapeMismatchError
 from ..losses import build_distill_loss
 from ..teachers.protocol import Teacher
@@ -81,6 +81,15 @@ def repeat_rows(value: Any, times: int) -> Any:
     return value.repeat_interleave(times, dim=0)
 
 
+def take_rows(value: Any, rows: torch.Tensor) -> Any:
+    """The batch rows ``rows`` of a tensor (or of every tensor of a dict), ``[B, ...] -> [n, ...]``; None passes."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {key: take_rows(item, rows) for key, item in value.items()}
+    return value[rows]
+
+
 def labelled_rows(labels: Any) -> torch.Tensor | None:
     """Batch positions of labelled samples for class labels ``LongTensor[B]`` with ``-1`` = unlabelled;
     None when every sample counts (all class labels >= 0, or dense / dict labels)."""
@@ -107,6 +116,10 @@ class RepFusion(nn.Module):
             teacher feature: the paper), ``"imitation"`` (-the student's per-sample distillation loss
             at the sampled t: the authors' first version; every image gives one, labelled or not) or
             ``"sum"`` (task + ``imitation_weight`` x imitation).
+        decoder_t: ``"sampled"``: g learns from the sampled t's feature (the paper), so it improves
+            where the policy already goes and the reward favours that t; ``"all"``: from every t of
+            the action set for the labelled images (``|T|`` teacher features each), the reward read
+            at the sampled t, so every t is scored by an equally trained g.
     """
 
     def __init__(
@@ -118,10 +131,13 @@ class RepFusion(nn.Module):
         *,
         reward: str = "task",
         imitation_weight: float = 1.0,
+        decoder_t: str = "sampled",
     ) -> None:
         super().__init__()
         if reward not in REWARDS:
             raise ConfigError(f"reward {reward!r} is not one of {list(REWARDS)}")
+        if decoder_t not in DECODER_TIMESTEPS:
+            raise ConfigError(f"decoder_t {decoder_t!r} is not one of {list(DECODER_TIMESTEPS)}")
         if strategy.learns and reward in ("task", "sum") and decoder is None:
             raise ConfigError(f"reward {reward!r} needs decoder g's task loss; give RepFusion a decoder or use reward imitation")
         if strategy.learns and not teacher.time_conditioned:
@@ -137,6 +153,7 @@ class RepFusion(nn.Module):
         self.distill_loss = distill_loss
         self.reward = reward
         self.imitation_weight = float(imitation_weight)
+        self.decoder_t = decoder_t
 
     # ------------------------------------------------------------------ the teacher
     @property
@@ -188,6 +205,28 @@ class RepFusion(nn.Module):
         per_sample = decoder_task_loss(self.decoder(teacher_feature[rows]), labels[rows])  # [n]
         reward[rows] = -per_sample.detach()
         return per_sample.mean(), reward, rows
+
+    def _decoder_loss_every_t(self, images: torch.Tensor, action: torch.Tensor, labels: Any, index: torch.Tensor | None,
+                              flip: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`_decoder_loss` with g trained on every t of the action set: each labelled row's teacher
+        feature at all ``A`` actions (``[n * A, ...]``), g's loss their mean, the reward ``[B]`` g's
+        -loss at the row's own ``action`` (its index in the set, ``[B]``)."""
+        actions = self.strategy.actions.to(images.device)
+        rows = labelled_rows(labels)
+        keep = torch.arange(len(images), device=images.device) if rows is None else rows
+        reward = torch.full((len(images),), float("nan"), device=images.device)
+        if keep.numel() == 0:
+            return images.new_zeros(()), reward, rows
+        n, a = keep.numel(), actions.numel()
+
+        def pick(value: Any) -> Any:  # the kept rows, each repeated A times in place
+            return repeat_rows(take_rows(value, keep), a)
+
+        t = actions.repeat(n)  # row-major: row i's A features are rows i*A .. i*A + A - 1
+        feature = self._teacher_feature(pick(images), t, pick(labels), pick(index), pick(flip))
+        per_t = decoder_task_loss(self.decoder(feature), pick(labels)).view(n, a)  # [n, A]
+        reward[keep] = -per_t.detach().gather(1, action[keep].unsqueeze(1)).squeeze(1)
+        return per_t.mean(), reward, rows
 
     def _strategy_losses(self, sample: TimestepSample, reward: torch.Tensor | None, rows: torch.Tensor | None,
                          progress: float) -> dict[str, torch.Tensor]:
@@ -253,7 +292,11 @@ class RepFusion(nn.Module):
             if labels is None:
                 raise InputError("RepFusion has a decoder g, so it needs labels for its task loss; got labels=None.")
             self._check_decoder_input(teacher_feature)
-            losses["decoder"], task_reward, rows = self._decoder_loss(teacher_feature, labels)
+            if self.decoder_t == "all":
+                losses["decoder"], task_reward, rows = self._decoder_loss_every_t(
+                    teacher_images, action, labels, index, flip)
+            else:
+                losses["decoder"], task_reward, rows = self._decoder_loss(teacher_feature, labels)
         if self.reward == "task" or not self.strategy.learns:
             distill, reward = self.distill_loss(student_feature, teacher_feature, action), task_reward
         else:
@@ -301,4 +344,5 @@ def build_repfusion(
                              teacher_timesteps=teacher.timesteps)
     heads = len(chooser.actions) if settings.connector == "per_t" else 1
     loss = build_distill_loss(settings.loss, student_channels, teacher_channels, num_actions=heads, **settings.loss_kwargs)
-    return RepFusion(teacher, chooser, g, loss, reward=settings.reward, imitation_weight=settings.imitation_weight)
+    return RepFusion(teacher, chooser, g, loss, reward=settings.reward, imitation_weight=settings.imitation_weight,
+                     decoder_t=settings.decoder_t)

@@ -9,12 +9,14 @@ from ..config import opt
 from ..losses import DISTILL_LOSSES
 from .decoders import DECODER_KINDS
 
-__all__ = ["RepFusionSettings", "REWARDS", "CONNECTORS"]
+__all__ = ["RepFusionSettings", "REWARDS", "CONNECTORS", "DECODER_TIMESTEPS"]
 
 #: what a learning strategy may be paid
 REWARDS = ("task", "imitation", "sum")
 #: how the student's feature meets the teacher's at each t
 CONNECTORS = ("shared", "per_t")
+#: which teacher features decoder g learns from: the sampled t's (the paper) or every t of the set
+DECODER_TIMESTEPS = ("sampled", "all")
 
 
 @dataclass
@@ -32,3 +34,6 @@ class RepFusionSettings:
     decoder: str | None = opt("linear", "decoder g on the teacher feature (null: none, plain feature KD without a task reward)",
                               choices=[*DECODER_KINDS, None])
     decoder_kwargs: dict = opt({}, "extra kwargs of decoder g (e.g. {hidden: 256} for mlp, the authors' width)")
+    decoder_t: str = opt("sampled", "decoder g learns at the sampled t (the paper: g gets better where the policy "
+                                    "already goes) or at every t of the set for the labelled images, so the task reward "
+                                    "compares every t on an equal footing", choices=list(DECODER_TIMESTEPS))

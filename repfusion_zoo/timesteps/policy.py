@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from ..errors import ConfigError, InputError
+from ..errors import DIVERGED_FIX, ConfigError, InputError, TrainingDivergedError
 from .base import TimestepSample, TimestepSpec, check_images, parse_timesteps
 from .settings import StrategySettings
 
@@ -184,10 +184,23 @@ class ReinforcePolicy(nn.Module):
         dist = self.distribution(x)
         if self.training or self.eval_mode == "sample":
             # no host sync: the committed flag picks between the draw and the argmax on the device
-            idx = torch.where(self.committed, dist.probs.argmax(dim=1), dist.sample()) if self.training else dist.sample()
+            idx = self._draw(dist)
+            idx = torch.where(self.committed, dist.probs.argmax(dim=1), idx) if self.training else idx
         else:
             idx = dist.probs.argmax(dim=1)
         return TimestepSample(t=self.actions[idx], log_prob=dist.log_prob(idx), entropy=dist.entropy())
+
+    @staticmethod
+    def _draw(dist: Categorical) -> torch.Tensor:
+        """One action index per row; torch refuses probabilities that are not finite (the policy
+        diverged): that refusal is raised as `TrainingDivergedError`, with the fix."""
+        try:
+            return dist.sample()
+        except RuntimeError as error:
+            if "inf" not in str(error) and "nan" not in str(error):
+                raise
+            raise TrainingDivergedError(f"the time-step policy diverged: its probabilities are not finite ({error}); "
+                                        f"{DIVERGED_FIX}.") from error
 
     def _advantage(self, reward: torch.Tensor) -> torch.Tensor:
         """reward - baseline, ``[B]``, detached; updates the EMA state in training."""

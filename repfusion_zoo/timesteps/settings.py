@@ -18,7 +18,8 @@ class StrategySettings:
     ``from_settings``); the rest are ignored."""
 
     strategy: str = opt("reinforce", "time-step strategy: the paper's policy, one t, t at random, or every t of the set "
-                                     "at once (all_t, with connector per_t)", choices=STRATEGY_NAMES)
+                                     "at once (all_t, with connector per_t); the recipes' configs default to fixed t = 300 "
+                                     "(docs/results/cifar10_cpu_tselect.md)", choices=STRATEGY_NAMES)
     t: int = opt(0, "the time step of --strategy fixed")
     timesteps: str = opt("all", "the action set of every strategy: all | start:stop:step (e.g. 0:1000:50) | 0,10,50 "
                                 "(with --teacher_cache, 'all' means the cache's set)")

@@ -12,6 +12,7 @@ a resumed run repeats an uninterrupted one bit for bit on a CPU.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -23,9 +24,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..data.subsets import check_indices, read_indices
-from ..errors import ConfigError
+from ..atomic import replace_text
+from ..errors import ConfigError, TrainingDivergedError
 from .data import seeded_train_loader
-from .records import EpochTally, LogWindow, flat_scalars
+from .records import DIVERGED_FILE, EpochTally, LogWindow, check_finite, flat_scalars
 from .settings import LoopSettings, LrSchedule, make_accelerator, micro_batch_size, trackers
 from .state import CheckpointManager, TrainingState, resolve_resume, seed_step
 from .step import StepFn, StepOutput
@@ -105,7 +107,18 @@ class Trainer:
     def fit(self, step_fn: StepFn, *, after_optimizer_step: Callable[[], None] | None = None,
             on_log: Callable[[int, dict[str, float]], None] | None = None,
             on_epoch_end: Callable[[int], Mapping[str, float]] | None = None) -> TrainingState:
-        """Run optimiser steps until `total_steps`; save every ``checkpointing_steps`` steps (and at the end)."""
+        """Run optimiser steps until `total_steps`; save every ``checkpointing_steps`` steps (and at the end).
+        A run that diverges (`TrainingDivergedError`) leaves `DIVERGED_FILE` beside its checkpoints."""
+        try:
+            return self._fit(step_fn, after_optimizer_step, on_log, on_epoch_end)
+        except TrainingDivergedError as error:
+            if self.accelerator.is_main_process:
+                replace_text(self.output_dir / DIVERGED_FILE, json.dumps({"step": self.state.step, "error": str(error)}))
+            raise
+
+    def _fit(self, step_fn: StepFn, after_optimizer_step: Callable[[], None] | None,
+             on_log: Callable[[int, dict[str, float]], None] | None,
+             on_epoch_end: Callable[[int], Mapping[str, float]] | None) -> TrainingState:
         settings, acc, state = self.settings, self.accelerator, self.state
         tally = EpochTally(acc, state, self.output_dir / "log.jsonl") if self.epoch_records else None
         bar = tqdm(total=self.total_steps, initial=state.step, disable=not acc.is_local_main_process,
@@ -132,6 +145,7 @@ class Trainer:
                 bar.update(1)
                 if state.step % max(1, settings.log_every) == 0 or state.step == self.total_steps:
                     means = self._window.means(acc)
+                    check_finite(means, state.step)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
                     if on_log is not None:
                         on_log(state.step, means)

@@ -19,10 +19,14 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..atomic import replace_text
+from ..errors import DIVERGED_FIX, TrainingDivergedError
 from .state import TrainingState
 from .step import StepOutput
 
-__all__ = ["LogWindow", "EpochTally", "DeviceTally", "flat_scalars"]
+__all__ = ["LogWindow", "EpochTally", "DeviceTally", "flat_scalars", "check_finite", "DIVERGED_FILE"]
+
+#: what a run that diverged leaves in its output folder: ``{"step": ..., "error": ...}``
+DIVERGED_FILE = "diverged.json"
 
 
 class LogWindow:
@@ -44,6 +48,14 @@ class LogWindow:
         names = list(self.values)
         self.values = {}
         return dict(zip(names, reduced))
+
+
+def check_finite(means: Mapping[str, float], step: int) -> None:
+    """Raise `TrainingDivergedError` when a logged mean (``LogWindow.means``, already on the host) is
+    NaN or infinite: the run stops at its first log after diverging, its last checkpoint intact."""
+    bad = {name: value for name, value in means.items() if not np.isfinite(value)}
+    if bad:
+        raise TrainingDivergedError(f"training diverged by step {step}: {bad} are not finite; {DIVERGED_FIX}.")
 
 
 def _empty() -> dict[str, Any]:
