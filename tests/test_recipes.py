@@ -159,7 +159,7 @@ def test_supervised_teacher_kd_row(tmp_path, tiny_teacher):
 
     first = distill.distill(distill.load_distill_config(tiny_flags(tmp_path / "a", teacher=str(tiny_teacher), max_train_steps=1)))
     cfg = distill.load_distill_config(tiny_flags(tmp_path / "b", teacher=first["backbone_dir"], max_train_steps=2,
-                                                 teacher_type="supervised", teacher_layer="", strategy="fixed",
+                                                 teacher_type="supervised", teacher_layer="", strategy="fixed", t=0,
                                                  decoder="none"))
     result = distill.distill(cfg)
     log = result["epochs"][-1]
