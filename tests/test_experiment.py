@@ -337,23 +337,28 @@ def test_a_diverging_arm_is_recorded_and_the_grid_goes_on(tmp_path, tiny_teacher
 
 
 def test_the_report_shows_what_every_learning_arm_chose():
-    """Every arm with a time-step report gets a row (mode t, its probability, entropy per epoch, g's best t)."""
+    """Every arm with a time-step report gets a row (mode t, its probability, entropy per epoch, g's best t),
+    under the seed of its own distillation (rl_sum's seed 0 diverged: its only report is seed 1's)."""
     from repfusion_zoo.experiments.report import results_markdown
 
-    def arm(mode: int, entropy: list[float]) -> dict:
+    def arm(mode: int, entropy: list[float], seed: int = 0) -> dict:
         probs = [0.9 if t == mode else 0.05 for t in (0, 10, 300)]
         report = {"timesteps": [0, 10, 300], "probs": probs, "mode": mode, "mean_t": float(mode), "entropy_of_mean": 0.3,
                   "mean_entropy": 0.25, "log_num_actions": 1.0986, "reward_timesteps": [0, 10, 300],
                   "reward": [-3.0 + (t == mode) for t in (0, 10, 300)], "num_images": 30}
-        return {"seeds": [0], "top1": [50.0], "knn": [40.0], "val_top1": [51.0],
-                "distill": [{"epochs": [{"policy/entropy": e} for e in entropy], "last_epoch_t_histogram": None,
-                             "timestep_report": report}]}
+        return {"seeds": [seed], "top1": [50.0], "knn": [40.0], "val_top1": [51.0],
+                "distill": [{"seed": seed, "epochs": [{"policy/entropy": e} for e in entropy],
+                             "last_epoch_t_histogram": None, "timestep_report": report}]}
+
+    diverged_first = arm(300, [0.5, 0.0], seed=1)
+    diverged_first.update(seeds=[0, 1], top1=[None, 50.0], knn=[None, 40.0], val_top1=[None, 51.0],
+                          diverged=[{"seed": 0, "error": "the time-step policy diverged"}])
 
     summary = {"name": "g", "teacher": "t", "teacher_layer": "mid", "student": "s", "student_kwargs": {}, "dataset": "d",
                "distill_images_per_class": 0, "timesteps": "0,10,300", "command": "c", "labels_per_class": 3,
                "arms": {"scratch": {"seeds": [0], "top1": [45.0], "knn": [30.0], "val_top1": [46.0]},
-                        "rl": arm(10, [0.9, 0.1]), "rl_sum": arm(300, [0.5, 0.0])}}
+                        "rl": arm(10, [0.9, 0.1]), "rl_sum": diverged_first}}
     text = results_markdown(summary)
     assert "| rl | 0 | 10 | 0.900 | 0.250 | 10 | 0.900, 0.100 |" in text
-    assert "| rl_sum | 0 | 300 | 0.900 | 0.250 | 300 | 0.500, 0.000 |" in text
-    assert "### rl_sum, seed 0" in text
+    assert "| rl_sum | 1 | 300 | 0.900 | 0.250 | 300 | 0.500, 0.000 |" in text
+    assert "### rl_sum, seed 1" in text and "### rl_sum, seed 0" not in text

@@ -23,7 +23,8 @@ def _stem(cfg: ExperimentConfig, lpc: int) -> str:
 
 def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
               cache: Path | None = None, seconds: float | None = None, val_images: int | None = None) -> dict[str, Any]:
-    """The results JSON: teacher, student, budget, command, and per arm the seeds and their figures."""
+    """The results JSON: teacher, student, budget, command, and per arm the seeds and their figures
+    (each distillation record names its own seed: a diverged seed has none)."""
     arms: dict[str, dict[str, Any]] = {}
     for r in results:
         arm = arms.setdefault(r.arm, {"seeds": [], "top1": [], "knn": [], "val_top1": []})
@@ -36,7 +37,7 @@ def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult],
         if r.probe is not None:
             arm.setdefault("probe_accuracy", []).append(r.probe)
         if r.distill:
-            arm.setdefault("distill", []).append(r.distill)
+            arm.setdefault("distill", []).append({"seed": r.seed, **r.distill})
         if r.diverged:
             arm.setdefault("diverged", []).append({"seed": r.seed, "error": r.diverged})
         arm.setdefault("seconds", []).append(r.seconds)
@@ -91,8 +92,8 @@ def _bar(p: float, width: int = 30) -> str:
 def _policy_section(summary: dict[str, Any]) -> list[str]:
     """Each learning arm's distribution over t beside decoder g's mean reward per t: one summary row
     per arm-seed, then each seed's table."""
-    reports = [(name, seed, distill) for name, arm in summary["arms"].items()
-               for seed, distill in zip(arm["seeds"], arm.get("distill", [])) if distill.get("timestep_report")]
+    reports = [(name, distill["seed"], distill) for name, arm in summary["arms"].items()
+               for distill in arm.get("distill", []) if distill.get("timestep_report")]
     if not reports:
         return []
     lines = ["| arm | seed | mode t | π(mode) | mean per-image entropy (nats) | t of g's best reward | "
@@ -143,9 +144,9 @@ def _probe_section(summary: dict[str, Any]) -> list[str]:
 def _loss_section(summary: dict[str, Any]) -> list[str]:
     lines = ["| arm | seed | distillation loss per epoch |", "|---|---|---|"]
     for name, arm in summary["arms"].items():
-        for seed, distill in zip(arm["seeds"], arm.get("distill", [])):
+        for distill in arm.get("distill", []):
             curve = ", ".join(f"{e.get('loss/distill', float('nan')):.4f}" for e in distill["epochs"])
-            lines.append(f"| {name} | {seed} | {curve} |")
+            lines.append(f"| {name} | {distill['seed']} | {curve} |")
     return lines if len(lines) > 2 else []
 
 
