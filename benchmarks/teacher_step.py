@@ -12,16 +12,22 @@ AdamW + the EMA update, all timed. Settings, each from the same weights and the 
 - ``ema_foreach``: the EMA update with ``torch._foreach`` ops (diffusers' ``EMAModel(foreach=True)``);
 - ``fused_adamw``: + ``AdamW(fused=True)``;
 - ``channels_last``: + the UNet's weights and input in channels_last;
+- ``bf16``: ``fused_adamw`` under bf16 autocast (what the recipes do by
+  default on a CPU with native bf16, training/precision.py; weights, AdamW and the EMA stay fp32).
+  Skipped on a CPU without native bf16;
 - ``compile`` (``--compile``): + ``torch.compile`` of the UNet (inductor, CPU), compile time counted.
 
 Printed: each setting's median step (interleaved after warm-up) and last ``ratio: <best step /
 recipe step>``. ``python benchmarks/teacher_step.py`` (~2-3 min on the 2-core CPU).
 
-Measured 2026-12-04 on this 2-core CPU: recipe 970 ms, ema_foreach 960, fused_adamw 953,
-channels_last 1068 (slower), so ``ratio: 0.982``, within noise: no setting pays. torch.profiler over
-3 recipe steps puts 79 % of the time in the convolutions (oneDNN; backward 54 %, forward 25 %),
-7.5 % in dropout's ``bernoulli_`` (dropout 0.1 in every resnet), 2.4 % in GroupNorm, 1.5 % in
-AdamW: the step is the convolutions' arithmetic, which no flag here shortens.
+Measured 2026-12-06 on this 2-core CPU (a Xeon with AVX512-BF16 and AMX), quiet: recipe 581 ms,
+ema_foreach 585, fused_adamw 580, channels_last 604 (slower), bf16 340, so ``ratio: 0.585``; the
+offline default's digits teacher (``--config recipes/configs/teacher_digits.yaml``): recipe 114 ms,
+bf16 84 (``ratio: 0.739``). Measured 2026-12-04 (fp32 settings only; the recipe step 970 ms, the
+machine of that day slower): no fp32 setting pays. torch.profiler over 3 recipe steps puts 79 % of
+the time in the convolutions (oneDNN; backward 54 %, forward 25 %), 7.5 % in dropout's
+``bernoulli_`` (dropout 0.1 in every resnet), 2.4 % in GroupNorm, 1.5 % in AdamW: in fp32 the step
+is the convolutions' arithmetic, which bf16 (AMX) shortens and no flag does.
 """
 from __future__ import annotations
 
@@ -40,21 +46,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from repfusion_zoo.pipelines import train_teacher as tt  # noqa: E402
 from repfusion_zoo.training import configure_cpu_threads  # noqa: E402
+from repfusion_zoo.training.precision import native_cpu_bf16  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "teacher_cifar10_long.yaml"
 
-#: name -> (ema foreach, fused AdamW, channels_last, compile); each adds one change to the one before
+#: name -> (ema foreach, fused AdamW, channels_last, compile, bf16 autocast)
 SETTINGS = {
-    "recipe": (False, False, False, False),
-    "ema_foreach": (True, False, False, False),
-    "fused_adamw": (True, True, False, False),
-    "channels_last": (True, True, True, False),
-    "compile": (True, True, True, True),
+    "recipe": (False, False, False, False, False),
+    "ema_foreach": (True, False, False, False, False),
+    "fused_adamw": (True, True, False, False, False),
+    "channels_last": (True, True, True, False, False),
+    "bf16": (True, True, False, False, True),
+    "compile": (True, True, True, True, False),
 }
 
 
 def make_step(unet: torch.nn.Module, cfg: tt.TeacherConfig, ema_foreach: bool, fused: bool, channels_last: bool,
-              compiled: bool) -> Callable[[torch.Tensor], float]:
+              compiled: bool, bf16: bool) -> Callable[[torch.Tensor], float]:
     """One teacher step of a copy of `unet` with the given settings; returns the loss."""
     model = copy.deepcopy(unet)
     if channels_last:
@@ -68,7 +76,8 @@ def make_step(unet: torch.nn.Module, cfg: tt.TeacherConfig, ema_foreach: bool, f
     def step(images: torch.Tensor) -> float:
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss = tt.diffusion_loss(forward, scheduler, images)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = tt.diffusion_loss(forward, scheduler, images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -83,14 +92,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per setting, interleaved")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (~1-2 min more to compile)")
+    parser.add_argument("--config", default=str(CONFIG), help="the teacher's train_teacher config (e.g. teacher_digits.yaml)")
     args = parser.parse_args()
     threads = configure_cpu_threads()
-    cfg = tt.parse_config(["--config", str(CONFIG), "--init_from", ""])
+    cfg = tt.parse_config(["--config", args.config, "--init_from", ""])
     torch.manual_seed(0)
     unet = tt.build_unet(cfg)
     print(f"torch {torch.__version__}, {threads} threads, teacher UNet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M "
           f"parameters, batch {cfg.train_batch_size}, {cfg.image_size} px, fp32")
-    names = [n for n in SETTINGS if args.compile or n != "compile"]
+    names = [n for n in SETTINGS if (args.compile or n != "compile") and (native_cpu_bf16() or n != "bf16")]
     images = torch.rand(cfg.train_batch_size, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
     steps, warm = {}, {}
     for name in names:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """RepFusion distillation: a student learns a diffusion teacher's features at policy-chosen time steps.
 
-    accelerate launch recipes/distill.py                      # the offline default (digits, < 10 min on 2 CPU cores)
+    accelerate launch recipes/distill.py                      # the offline default (digits, under a minute on 2 CPU cores)
     accelerate launch recipes/distill.py --config recipes/configs/cifar10_resnet18_hint.yaml --dataset /data/cifar10
     accelerate launch --multi_gpu --num_processes 2 recipes/distill.py --num_train_epochs 1  # 2 CPU processes (gloo) where there is no CUDA
     accelerate launch --mixed_precision bf16 recipes/distill.py --config ...        # a GPU, bf16 autocast

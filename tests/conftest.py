@@ -9,6 +9,9 @@ import pytest
 # keep every test off the network and out of the user's caches
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the suite trains in fp32 (its figures and tolerances), as if the user had said so; on a CPU with
+# native bf16 the recipes' own default is bf16 autocast (tests/test_precision.py removes this)
+os.environ.setdefault("ACCELERATE_MIXED_PRECISION", "no")
 
 from _hub_fixtures import *  # noqa: E402,F401,F403  (hub_server, filled cache)
 from _data_fixtures import *  # noqa: E402,F401,F403  (digits, cifar10 folder, synthetic datasets)

@@ -209,6 +209,6 @@ def test_loop_keys_are_declared_once():
         fields = {f.name: f for f in dataclasses.fields(config)}
         assert all(fields[name].metadata["choices"] == f.metadata["choices"] for name, f in loop.items())
     teacher = TeacherConfig()
-    assert (teacher.num_train_epochs, teacher.max_train_steps, teacher.max_grad_norm, teacher.channels_last) == (None, 300, 1.0, False)
+    assert (teacher.num_train_epochs, teacher.max_train_steps, teacher.max_grad_norm, teacher.channels_last) == (None, 200, 1.0, False)
     assert TrainConfig().channels_last and TrainConfig().num_train_epochs == 200
     assert LoopSettings.of(teacher).train_batch_size == 64

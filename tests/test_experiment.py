@@ -129,6 +129,30 @@ def test_a_distillation_the_labels_cannot_reach_is_shared_by_every_label_budget(
     assert not distill_flags(cfg, RECIPES, "fixed", 0, 3, subsets, tmp_path / "cache", None)["timestep_report"]
 
 
+def test_arms_with_the_same_distill_keys_share_a_finished_distillation(tmp_path):
+    """A distillation is named by its settings: an arm that differs from another only in its fine-tune
+    keys fine-tunes the other's finished distillation instead of running it again."""
+    arms = {"scratch": {"distill": False}, "fixed": {"strategy": "fixed", "t": 10},
+            "fixed_bf16": {"strategy": "fixed", "t": 10, "finetune": {"mixed_precision": "bf16"}},
+            "fixed_t20": {"strategy": "fixed", "t": 20}}
+    cfg = load_config(ExperimentConfig, experiment_flags(tmp_path, tmp_path / "teacher") + ["--arms", json.dumps(arms)])
+    subsets = ExperimentSubsets.of(tmp_path / "subsets")
+
+    def folder(arm: str, seed: int = 0) -> Path:
+        return Path(distill_flags(cfg, RECIPES, arm, seed, 3, subsets, tmp_path / "cache", None)["output_dir"])
+
+    assert folder("fixed_bf16").name.startswith("fixed_bf16-seed0-")  # nothing finished yet: its own name
+    finished = folder("fixed")
+    finished.mkdir(parents=True)
+    (finished / "summary.json").write_text("{}")
+    assert folder("fixed_bf16") == finished
+    (folder("fixed_bf16").parent / finished.name.replace("fixed", "fixed_bf16", 1)).mkdir()  # its own, half-written
+    assert folder("fixed_bf16") == finished
+    (folder("fixed_bf16").parent / finished.name.replace("fixed", "fixed_bf16", 1) / "summary.json").write_text("{}")
+    assert folder("fixed_bf16").name.startswith("fixed_bf16-seed0-")  # its own, once finished, first
+    assert folder("fixed_bf16", seed=1) != finished and folder("fixed_t20") != finished
+
+
 def test_per_class_subset_is_seeded_and_balanced():
     labels = [i % 4 for i in range(100)]
     a, b, c = per_class_subset(labels, 5, 0), per_class_subset(labels, 5, 0), per_class_subset(labels, 5, 1)

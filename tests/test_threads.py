@@ -42,7 +42,7 @@ def test_explicit_key_then_own_variable_then_users_omp(clean_env):
 def test_launcher_default_is_replaced_by_cores_per_local_process(clean_env):
     clean_env.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
     clean_env.setenv("OMP_NUM_THREADS", "1")
-    clean_env.setattr(threads, "_parent_start", lambda: ({"PATH": "/bin"}, ["accelerate", "launch", "x.py"]))
+    clean_env.setattr(threads, "parent_start", lambda: ({"PATH": "/bin"}, ["accelerate", "launch", "x.py"]))
     assert user_thread_count() is None
     assert configure_cpu_threads() == usable_cores() == torch.get_num_threads()
     clean_env.setenv("LOCAL_WORLD_SIZE", str(2 * usable_cores()))
@@ -55,7 +55,7 @@ def test_launcher_default_is_replaced_by_cores_per_local_process(clean_env):
 def test_users_count_given_to_the_launcher_is_kept(clean_env, parent):
     clean_env.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
     clean_env.setenv("OMP_NUM_THREADS", "1")
-    clean_env.setattr(threads, "_parent_start", lambda: parent)
+    clean_env.setattr(threads, "parent_start", lambda: parent)
     assert user_thread_count() == 1
 
 

@@ -146,10 +146,14 @@ def distill_dir(cfg: ExperimentConfig, arm: str, seed: int, flags: Mapping[str, 
     """Where a distillation runs: ``<output_dir>/distills/<arm>-seed<s>-<digest>``, the digest over its
     recipe settings (without the label subset unless `labels_matter`, `labels_reach_student`). A fixed
     or random t's distillation is the same at every label budget, so it runs once and every budget
-    fine-tunes it; a policy's runs once per budget."""
+    fine-tunes it; a policy's runs once per budget. The settings alone name it: where a finished
+    distillation with the same digest exists under another arm's name (the same distill keys, other
+    fine-tune keys), that one is used."""
     key = {k: v for k, v in flags.items() if k != "output_dir" and (labels_matter or k != "label_subset")}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(cfg.output_dir) / "distills" / f"{arm}-seed{seed}-{digest}"
+    own = Path(cfg.output_dir) / "distills" / f"{arm}-seed{seed}-{digest}"
+    done = sorted(folder.parent for folder in own.parent.glob(f"*-seed{seed}-{digest}/summary.json"))
+    return own if own in done or not done else done[0]
 
 
 def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,

@@ -34,7 +34,7 @@ from ..teachers import SupervisedTeacher, TeacherSettings, build_teacher, class_
 from ..teachers.cached import CachedTeacher, check_cache_for_run
 from ..timesteps import StrategySettings
 from ..training import (LoopSettings, StepOutput, TrainConfig, Trainer, build_optimizer, configure_cpu_threads,
-                        lr_schedule, plot_timestep_histograms, seed_everything)
+                        lr_schedule, plot_timestep_histograms, run_precision, seed_everything)
 from ..config import extend_schema, format_help, load_config, opt, peek, settings_of, to_dict, wants_help
 from ..training.data import collate
 from ..training.records import write_timing
@@ -125,7 +125,7 @@ def resolve_teacher(cfg: Any, configs: Path = RECIPE_CONFIGS) -> str:
         argv += ["--max_train_steps", str(cfg.teacher_max_train_steps)]
     for key, value in cfg.teacher_overrides.items():
         argv += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    argv += ["--mixed_precision", teacher_pipeline.run_precision(cfg.mixed_precision)]
+    argv += ["--mixed_precision", run_precision(cfg.mixed_precision)]
     teacher_cfg = teacher_pipeline.parse_config(argv, configs=configs)
     main_print(f"[distill] teacher: training or reusing {teacher_dir}")
     return str(teacher_pipeline.train_teacher(teacher_cfg))  # the process group stays up for distillation

@@ -37,6 +37,7 @@ from ..errors import ConfigError, InputError
 from ..normalize import minus_one_one
 from ..teachers.unet_files import load_unet
 from ..training import LoopSettings, StepOutput, Trainer, configure_cpu_threads
+from ..training.precision import run_precision
 from ..config import format_help, load_config, opt, redefault, to_dict, wants_help
 from .probe_curve import PROBE_CURVE_FILE, ProbeCurve
 from .shared import RECIPE_CONFIGS, end_processes
@@ -59,7 +60,7 @@ class TeacherConfig(LoopSettings):
     output_dir: str = redefault(LoopSettings, "output_dir", "outputs/teachers/digits-ddpm16",
                                 "the teacher folder (diffusers pipeline layout); checkpoints go to <output_dir>.run")
     num_train_epochs: int | None = redefault(LoopSettings, "num_train_epochs", None)
-    max_train_steps: int = redefault(LoopSettings, "max_train_steps", 300)
+    max_train_steps: int = redefault(LoopSettings, "max_train_steps", 200)
     train_batch_size: int = redefault(LoopSettings, "train_batch_size", 64)
     max_grad_norm: float = redefault(LoopSettings, "max_grad_norm", 1.0)
     log_every: int = redefault(LoopSettings, "log_every", 25)
@@ -88,7 +89,7 @@ class TeacherConfig(LoopSettings):
     beta_start: float = opt(1e-4, "first beta")
     beta_end: float = opt(0.02, "last beta")
     # optimisation
-    learning_rate: float = opt(1e-3, "AdamW peak learning rate")
+    learning_rate: float = opt(2e-3, "AdamW peak learning rate")
     lr_warmup_steps: int = opt(20, "linear warm-up steps, then cosine decay to 0")
     adam_weight_decay: float = opt(0.0, "AdamW weight decay")
     ema_max_decay: float = opt(0.9999, "EMA decay ceiling (warm-up: 1 - (1 + step) ** -ema_power)")
@@ -176,12 +177,6 @@ def diffusion_loss(unet: UNet2DModel, noise_scheduler: DDPMScheduler, images: to
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
     noisy = noise_scheduler.add_noise(x0, noise, t)
     return F.mse_loss(unet(noisy, t).sample.float(), noise.float())
-
-
-def run_precision(mixed_precision: str | None) -> str:
-    """The precision a run uses: its `mixed_precision` key, else the launcher's (`accelerate launch
-    --mixed_precision` sets ACCELERATE_MIXED_PRECISION, which Accelerator reads), else "no"."""
-    return mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "") or "no"
 
 
 def config_key(cfg: TeacherConfig) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from torch import nn
 from ..distributed import multi_process_cpu
 from ..errors import ConfigError, MissingExtraError
 from ..config import opt, redefault, settings_of
+from .precision import chosen_precision, run_precision, say_default
 
 __all__ = ["TrainConfig", "LoopSettings", "LrSchedule", "make_accelerator", "micro_batch_size", "build_optimizer",
            "lr_factor", "lr_schedule", "trackers"]
@@ -47,7 +48,9 @@ class LoopSettings:
     train_batch_size: int = opt(128, "GLOBAL batch per optimiser step (split over processes and accumulation)")
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimiser step")
     max_grad_norm: float = opt(0.0, "clip gradients to this norm (0 = off)")
-    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what `accelerate launch` says", choices=["", "no", "fp16", "bf16"])
+    mixed_precision: str = opt("", "no | fp16 | bf16; empty = what you told `accelerate launch`, else bf16 autocast on a CPU "
+                                   "with native bf16 (AVX512-BF16/AMX), else no (training/precision.py)",
+                               choices=["", "no", "fp16", "bf16"])
     dataloader_num_workers: int = opt(0, "data-loader worker processes")
     checkpointing_steps: int = opt(0, "save the resumable state output_dir/checkpoint-<step> every N optimiser steps (0 = only at the end)")
     checkpoints_total_limit: int = opt(2, "how many checkpoint-<step> folders to keep")
@@ -88,8 +91,9 @@ def trackers(report_to: str) -> list[str]:
 
 
 def make_accelerator(settings: LoopSettings, find_unused_parameters: bool = False) -> Accelerator:
-    """The accelerator of a run: accumulation, precision (the launcher's unless the run says one),
-    trackers, project folder; a CPU-only multi-process launch joins one gloo group.
+    """The accelerator of a run: accumulation, precision (`run_precision`: the run's key, else the
+    launcher's as you chose it, else bf16 autocast on a CPU with native bf16, said once), trackers,
+    project folder; a CPU-only multi-process launch joins one gloo group.
 
     ``find_unused_parameters``: DDP's, for a model whose step may leave parameters without a
     gradient (distillation: a batch without a labelled image leaves decoder g and the policy
@@ -103,10 +107,13 @@ def make_accelerator(settings: LoopSettings, find_unused_parameters: bool = Fals
         except ImportError as error:
             raise MissingExtraError.of("tensorboard", "--report_to tensorboard (or use --report_to none)") from error
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
+    precision = run_precision(settings.mixed_precision)
+    if precision != (settings.mixed_precision or chosen_precision() or "no"):
+        say_default(precision)
     return Accelerator(
         cpu=multi_process_cpu(),
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        mixed_precision=settings.mixed_precision or None,  # None: ACCELERATE_MIXED_PRECISION from `accelerate launch`
+        mixed_precision=precision,
         log_with=log_with or None,
         project_config=ProjectConfiguration(project_dir=settings.output_dir,
                                             logging_dir=str(Path(settings.output_dir) / "logs")),

@@ -22,7 +22,7 @@ import torch
 
 from .allocator import configure_cpu_allocator
 
-__all__ = ["configure_cpu_threads", "user_thread_count", "usable_cores", "local_processes"]
+__all__ = ["configure_cpu_threads", "user_thread_count", "usable_cores", "local_processes", "launched", "parent_start"]
 
 #: the variable of repfusion-zoo's own thread count (tests set 1: 2 shared cores)
 THREADS_ENV = "REPFUSION_NUM_THREADS"
@@ -44,7 +44,12 @@ def local_processes() -> int:
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
 
 
-def _parent_start() -> tuple[dict[str, str], list[str]] | None:
+def launched() -> bool:
+    """Whether a launcher (accelerate launch, torchrun) started this process."""
+    return any(os.environ.get(key) for key in LAUNCHER_MARKERS)
+
+
+def parent_start() -> tuple[dict[str, str], list[str]] | None:
     """(environment, argv) the parent process started with, from ``/proc``; None where unreadable."""
     proc = Path("/proc") / str(os.getppid())
     try:
@@ -62,9 +67,9 @@ def _parent_start() -> tuple[dict[str, str], list[str]] | None:
 
 def _omp_is_users(value: str) -> bool:
     """Whether ``OMP_NUM_THREADS=value`` in this process was set by the user (see the module doc)."""
-    if not any(os.environ.get(key) for key in LAUNCHER_MARKERS):
+    if not launched():
         return True
-    parent = _parent_start()
+    parent = parent_start()
     if parent is None:
         return value.strip() != "1"
     env, argv = parent
