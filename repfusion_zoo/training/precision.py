@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 import torch
+from accelerate.commands.config.config_args import default_config_file
 
 from .threads import launched, parent_start
 
@@ -43,8 +44,7 @@ def native_cpu_bf16() -> bool:
 
 
 def _accelerate_config_file() -> Path:
-    from accelerate.commands.config.config_args import default_config_file
-
+    """Where `accelerate config` writes the file `accelerate launch` reads by default."""
     return Path(default_config_file)
 
 
