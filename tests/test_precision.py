@@ -33,7 +33,7 @@ def under_launcher(env: pytest.MonkeyPatch, parent_env: dict[str, str], parent_a
     """This process as `accelerate launch` starts it: its "no" exported, the launcher's own start as given."""
     env.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
     env.setenv(PRECISION_ENV, "no")
-    env.setattr(precision, "parent_start", lambda: (parent_env, parent_argv))
+    env.setattr(threads, "parent_start", lambda: (parent_env, parent_argv))
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from accelerate.commands.config.config_args import default_config_file
 
-from .threads import launched, parent_start
+from .threads import set_by_user
 
 __all__ = ["run_precision", "chosen_precision", "native_cpu_bf16", "say_default", "PRECISION_ENV"]
 
@@ -53,24 +53,25 @@ def chosen_precision() -> str | None:
     value = os.environ.get(PRECISION_ENV)
     if not value:
         return None
-    if not launched():
-        return value
-    parent = parent_start()
-    if parent is None:  # the launcher's start cannot be read: its "no" is taken as its default
-        return None if value == "no" else value
-    env, argv = parent
-    chose = (PRECISION_ENV in env or any(arg.split("=")[0] in LAUNCHER_FLAGS for arg in argv)
-             or _accelerate_config_file().is_file())
-    return value if chose else None
+    users = set_by_user(PRECISION_ENV, LAUNCHER_FLAGS)
+    if users is None:  # the launcher's start cannot be read: its "no" is taken as its default
+        users = value != "no"
+    return value if users or _accelerate_config_file().is_file() else None
 
 
 def run_precision(mixed_precision: str = "") -> str:
     """The precision a run uses: its `mixed_precision` key, else the launcher's as the user chose
-    it, else "bf16" on a CPU with native bf16, else "no"."""
-    return mixed_precision or chosen_precision() or ("bf16" if native_cpu_bf16() else "no")
+    it, else "bf16" on a CPU with native bf16 (said once, `say_default`), else "no"."""
+    chosen = mixed_precision or chosen_precision()
+    if chosen:
+        return chosen
+    if native_cpu_bf16():
+        say_default("bf16")
+        return "bf16"
+    return "no"
 
 
-@functools.cache  # once a process: a run builds an accelerator per recipe it chains
+@functools.cache  # once a process: a run settles its precision in every recipe it chains
 def say_default(precision: str) -> None:
     """Say, on the main process, that the CPU's native bf16 (not a choice of the user's) set `precision`."""
     if os.environ.get("RANK", "0") == "0":

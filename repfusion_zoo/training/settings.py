@@ -24,7 +24,7 @@ from torch import nn
 from ..distributed import multi_process_cpu
 from ..errors import ConfigError, MissingExtraError
 from ..config import opt, redefault, settings_of
-from .precision import chosen_precision, run_precision, say_default
+from .precision import run_precision
 
 __all__ = ["TrainConfig", "LoopSettings", "LrSchedule", "make_accelerator", "micro_batch_size", "build_optimizer",
            "lr_factor", "lr_schedule", "trackers"]
@@ -107,13 +107,10 @@ def make_accelerator(settings: LoopSettings, find_unused_parameters: bool = Fals
         except ImportError as error:
             raise MissingExtraError.of("tensorboard", "--report_to tensorboard (or use --report_to none)") from error
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
-    precision = run_precision(settings.mixed_precision)
-    if precision != (settings.mixed_precision or chosen_precision() or "no"):
-        say_default(precision)
     return Accelerator(
         cpu=multi_process_cpu(),
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        mixed_precision=precision,
+        mixed_precision=run_precision(settings.mixed_precision),
         log_with=log_with or None,
         project_config=ProjectConfiguration(project_dir=settings.output_dir,
                                             logging_dir=str(Path(settings.output_dir) / "logs")),

@@ -22,7 +22,8 @@ import torch
 
 from .allocator import configure_cpu_allocator
 
-__all__ = ["configure_cpu_threads", "user_thread_count", "usable_cores", "local_processes", "launched", "parent_start"]
+__all__ = ["configure_cpu_threads", "user_thread_count", "usable_cores", "local_processes", "launched", "parent_start",
+           "set_by_user"]
 
 #: the variable of repfusion-zoo's own thread count (tests set 1: 2 shared cores)
 THREADS_ENV = "REPFUSION_NUM_THREADS"
@@ -65,15 +66,23 @@ def parent_start() -> tuple[dict[str, str], list[str]] | None:
     return env, [arg.decode(errors="replace") for arg in argv if arg]
 
 
-def _omp_is_users(value: str) -> bool:
-    """Whether ``OMP_NUM_THREADS=value`` in this process was set by the user (see the module doc)."""
+def set_by_user(variable: str, flags: tuple[str, ...]) -> bool | None:
+    """Whether `variable` in this process is the user's (see the module doc): True outside a launcher,
+    or where the launcher had it in its environment or was given one of `flags`; False where it is
+    the launcher's own default; None where the launcher's start cannot be read (no ``/proc``)."""
     if not launched():
         return True
     parent = parent_start()
     if parent is None:
-        return value.strip() != "1"
+        return None
     env, argv = parent
-    return "OMP_NUM_THREADS" in env or any(arg.split("=")[0] == LAUNCHER_FLAG for arg in argv)
+    return variable in env or any(arg.split("=")[0] in flags for arg in argv)
+
+
+def _omp_is_users(value: str) -> bool:
+    """Whether ``OMP_NUM_THREADS=value`` in this process was set by the user (a launcher's ``1`` where unreadable)."""
+    users = set_by_user("OMP_NUM_THREADS", (LAUNCHER_FLAG,))
+    return value.strip() != "1" if users is None else users
 
 
 def _positive_int(value: str | None) -> int | None:
