@@ -66,6 +66,27 @@ def test_base_inheritance_and_precedence(tmp_path):
         read_yaml(tmp_path / "loop.yaml")
 
 
+@dataclass
+class Nested:
+    finetune: dict = opt({}, "another recipe's keys", merge=True)
+    student_kwargs: dict = opt({})
+
+
+def test_a_merged_mapping_takes_a_child_files_and_a_flags_keys_one_by_one(tmp_path):
+    """A field declared `merge=True` (an experiment's finetune:) is updated key by key down the `base:`
+    chain and by a flag (given as YAML text); any other mapping is replaced whole."""
+    (tmp_path / "base.yaml").write_text("finetune: {num_train_epochs: 10, learning_rate: 0.5}\n"
+                                        "student_kwargs: {channels: [1, 2], depth: 3}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nfinetune: {num_train_epochs: 20}\nstudent_kwargs: {channels: [4]}\n")
+    cfg = load_config(Nested, ["--config", str(tmp_path / "child.yaml")])
+    assert cfg.finetune == {"num_train_epochs": 20, "learning_rate": 0.5} and cfg.student_kwargs == {"channels": [4]}
+    cfg = load_config(Nested, ["--config", str(tmp_path / "child.yaml"), "--finetune", "{learning_rate: 0.1, eval_every: 5}"])
+    assert cfg.finetune == {"num_train_epochs": 20, "learning_rate": 0.1, "eval_every": 5}
+    assert load_config(Nested, ["--finetune", "{learning_rate: 0.1}"]).finetune == {"learning_rate": 0.1}
+    with pytest.raises(ConfigError, match="finetune"):
+        load_config(Nested, ["--config", str(tmp_path / "child.yaml"), "--finetune", "[1, 2"])
+
+
 def _recipe_of(path: Path) -> str:
     data = read_yaml(path)
     if data.get("recipe"):

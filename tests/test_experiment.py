@@ -2,6 +2,7 @@
 the protocol each arm follows, resume after a kill of the whole job, and the results files."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -67,7 +68,8 @@ def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, 
     os.killpg(job.pid, signal.SIGKILL)  # the whole job, recipes included, as a killed shell would
     job.wait()
     kept = first_result.read_bytes(), first_result.stat().st_mtime_ns
-    assert not (out / "tiny.json").exists()  # nothing summarised from a half-finished grid
+    if (out / "tiny.json").exists():  # rewritten after every arm-seed: only the finished ones, marked partial
+        assert json.loads((out / "tiny.json").read_text())["arm_seeds"] == {"finished": 1, "planned": 4}
 
     assert _start(out, tiny_teacher).wait(timeout=600) == 0, (out.parent / "tiny.log").read_text()[-3000:]
     assert (first_result.read_bytes(), first_result.stat().st_mtime_ns) == kept  # a finished arm-seed is not re-run
@@ -386,3 +388,79 @@ def test_the_report_shows_what_every_learning_arm_chose():
     assert "| rl | 0 | 10 | 0.900 | 0.250 | 10 | 0.900, 0.100 |" in text
     assert "| rl_sum | 1 | 300 | 0.900 | 0.250 | 300 | 0.500, 0.000 |" in text
     assert "### rl_sum, seed 1" in text and "### rl_sum, seed 0" not in text
+
+
+def _scratch_result(arm: str, seed: int, **fields) -> "ArmSeedResult":  # noqa: F821
+    from repfusion_zoo.experiments.result import ArmSeedResult
+
+    return ArmSeedResult(arm, seed, 3, top1=50.0 + seed, val_top1=40.0, knn=30.0, val_curve=[[1, 40.0]],
+                         timing={"finetune": {"process": 1.0}}, seconds=2.0, **fields)
+
+
+def test_the_results_json_holds_every_arm_seed_as_the_runner_wrote_it(tmp_path):
+    """`recorded_results` reads back what `summarise` wrote, field by field (not the backbone folder, a
+    path of the machine that ran it), a diverged seed and a chosen t included."""
+    from repfusion_zoo.experiments.record import recorded_results
+    from repfusion_zoo.experiments.report import summarise
+
+    cfg = load_config(ExperimentConfig, experiment_flags(tmp_path, tmp_path / "teacher"))
+    distill = {"epochs": [{"epoch": 0, "loss/distill": 0.5}], "last_epoch_t_histogram": None, "timestep_report": None,
+               "seconds": 3.0}
+    results = [_scratch_result("scratch", 0, settings="a"), _scratch_result("scratch", 1, settings="b"),
+               _scratch_result("probe", 0, t=10, probe={"0": 20.0, "10": 30.0}, distill=distill, backbone="/x/backbone"),
+               dataclasses.replace(_scratch_result("probe", 1, t=500, diverged="boom"), top1=None, val_top1=None, knn=None)]
+    summary = json.loads(json.dumps(summarise(cfg, 3, results, command="c", planned=6)))
+    assert summary["arm_seeds"] == {"finished": 4, "planned": 6}
+    assert recorded_results(summary) == [dataclasses.replace(results[2], backbone=None) if r is results[2] else r
+                                         for r in results]
+
+
+def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path):
+    """A results file written elsewhere restores an arm-seed into an empty run folder when its settings
+    digest is this grid's; a changed key of that arm (here its fine-tune learning rate) runs it again,
+    and a change elsewhere (the teacher) does not touch a scratch arm."""
+    from repfusion_zoo.experiments.config import run_dir
+    from repfusion_zoo.experiments.record import arm_seed_settings, restore_recorded
+    from repfusion_zoo.experiments.report import write_results
+
+    cfg = load_config(ExperimentConfig, experiment_flags(tmp_path / "there", tmp_path / "teacher"))
+    recorded = [_scratch_result("scratch", s, settings=arm_seed_settings(cfg, "scratch", s, 3)) for s in (0, 1)]
+    [path, *_] = write_results(cfg, 3, recorded, command="c", planned=4)
+
+    other_teacher = dataclasses.replace(cfg, output_dir=str(tmp_path / "here"), teacher=str(tmp_path / "other"))
+    assert restore_recorded(other_teacher, 3, path) == [
+        f"scratch seed {s} (3 labels per class) recorded in {path}: restored, not run again" for s in (0, 1)]
+    restored = run_dir(other_teacher, 3, "scratch", 1) / "result.json"
+    assert json.loads(restored.read_text())["top1"] == 51.0
+    assert restore_recorded(other_teacher, 3, path) == []  # a run folder's own result.json wins
+
+    arms = {**cfg.arms, "scratch": {"distill": False, "finetune": {"learning_rate": 0.01}}}
+    changed = dataclasses.replace(cfg, output_dir=str(tmp_path / "changed"), arms=arms)
+    assert all(line.endswith("with other settings: it runs again") for line in restore_recorded(changed, 3, path))
+    assert not (tmp_path / "changed").exists()
+
+
+@pytest.mark.slow
+def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_teacher):  # noqa: F811
+    """The results file in results_dir is rewritten after every arm-seed; a rerun without the run folders
+    (a fresh checkout) runs only the arm-seeds it does not hold."""
+    flags = experiment_flags(tmp_path / "first", tiny_teacher)
+    for key, value in {"--arms": json.dumps({"scratch": {"distill": False}}), "--seeds": "[0]", "--publish": "",
+                       "--results_dir": str(tmp_path / "results")}.items():
+        flags[flags.index(key) + 1] = value
+    run = [PYTHON, str(RECIPES / "experiment.py"), *flags]
+    first = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    kept = json.loads((tmp_path / "results" / "tiny.json").read_text())["arms"]["scratch"]
+
+    run[run.index(str(tmp_path / "first"))] = str(tmp_path / "fresh")
+    run[run.index("[0]")] = "[0, 1]"
+    second = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "scratch seed 0 (3 labels per class) recorded in" in second.stdout and "restored, not run again" in second.stdout
+    assert not (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed0" / "finetune").exists()
+    assert (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed1" / "finetune" / "metrics.json").is_file()
+    summary = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    assert summary["arm_seeds"] == {"finished": 2, "planned": 2} and summary["arms"]["scratch"]["seeds"] == [0, 1]
+    assert summary["arms"]["scratch"]["top1"][0] == kept["top1"][0]
+    assert summary["arms"]["scratch"]["settings"][0] == kept["settings"][0]

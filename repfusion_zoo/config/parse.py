@@ -1,6 +1,9 @@
 """Recipe configuration: a dataclass filled from a YAML file and command-line flags.
 
-Precedence: dataclass defaults < task defaults < YAML file (and its `base:` chain) < flags.
+Precedence: dataclass defaults < task defaults < YAML file (and its `base:` chain) < flags. A later
+key replaces an earlier one, except a field declared with ``opt(..., merge=True)`` (a mapping of
+another recipe's keys, e.g. an experiment's `finetune:`): a child file's or a flag's mapping updates
+the base's key by key, so a child names only the keys it changes.
 Every key is a flat field; `--key value`, `--key=value` and a bare `--flag` (booleans) all work.
 An unknown key, in a file or on the command line, is a `ConfigError` that lists the valid keys.
 Keys are the names of diffusers' and accelerate's example scripts (`learning_rate`,
@@ -32,9 +35,10 @@ BASE_KEY = "base"
 #: a documentation key: which recipe reads the file (distill / finetune / train_teacher); not a setting
 RECIPE_KEY = "recipe"
 
-def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None) -> Any:
-    """A dataclass field with a help line (and optional allowed values) for `--help`."""
-    meta = {"help": help, "choices": tuple(choices) if choices else None}
+def opt(default: Any, help: str = "", choices: Sequence[Any] | None = None, merge: bool = False) -> Any:
+    """A dataclass field with a help line (and optional allowed values) for `--help`; ``merge``: a
+    mapping that a child file or a flag updates key by key instead of replacing (`override`)."""
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "merge": merge}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -45,7 +49,13 @@ def redefault(schema: type, name: str, default: Any, help: str | None = None) ->
     its choices kept): how a recipe's config gives an inherited key its own default without
     declaring the key again."""
     base = schema_fields(schema)[name]
-    return opt(default, base.metadata.get("help", "") if help is None else help, base.metadata.get("choices"))
+    return opt(default, base.metadata.get("help", "") if help is None else help, base.metadata.get("choices"),
+               base.metadata.get("merge", False))
+
+
+def merged_fields(schema: type) -> frozenset[str]:
+    """The fields of `schema` declared ``opt(..., merge=True)``: updated key by key (`override`)."""
+    return frozenset(name for name, f in schema_fields(schema).items() if f.metadata.get("merge"))
 
 
 def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
@@ -74,8 +84,9 @@ def parse_flags(argv: Sequence[str]) -> dict[str, Any]:
     return flags
 
 
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A YAML mapping with its `base:` chain merged underneath (bases resolved relative to the file)."""
+def read_yaml(path: str | Path, merge: frozenset[str] = frozenset(), _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping with its `base:` chain merged underneath (bases resolved relative to the file;
+    the keys in ``merge`` key by key, `override`)."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass --config with an existing YAML file")
@@ -87,13 +98,29 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     bases = data.pop(BASE_KEY, None) or []
     merged: dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else bases:
-        merged.update(read_yaml(path.parent / base, _seen + (path,)))
-    return override(merged, data)
+        merged = override(merged, read_yaml(path.parent / base, merge, _seen + (path,)), merge)
+    return override(merged, data, merge)
 
 
-def override(values: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` updated by `updates` (a child file's or a flag's key replaces a base's)."""
-    return {**values, **updates}
+def override(values: Mapping[str, Any], updates: Mapping[str, Any], merge: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`values` updated by `updates`: a child file's or a flag's key replaces a base's, except that a
+    mapping under a key in ``merge`` updates the base's mapping key by key (a flag's text is read as
+    YAML first: ``--finetune '{num_train_epochs: 5}'`` changes that key alone)."""
+    out = dict(values)
+    for key, value in updates.items():
+        if key in merge and isinstance(value, str):
+            value = _yaml_or_text(value)
+        base = out.get(key)
+        out[key] = {**base, **value} if key in merge and isinstance(base, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+def _yaml_or_text(text: str) -> Any:
+    """`text` read as YAML, or `text` itself where it is not YAML (its key's coercion then says why)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def schema_fields(schema: type) -> dict[str, dataclasses.Field]:
@@ -154,7 +181,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
         item = args[0] if args else Any
         return [_coerce(key, v, item) for v in value]
     if origin is dict or kind is dict:
-        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        parsed = _yaml_or_text(value) if isinstance(value, str) else value
         if not isinstance(parsed, dict):
             raise ConfigError(f"--{key} expects a mapping like '{{a: 1}}', got {value!r}")
         return parsed
@@ -201,14 +228,15 @@ def load_config(
     """Parse `argv` (default `sys.argv[1:]`): `--config FILE` plus `--key value` overrides."""
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
     config_file = flags.pop(CONFIG_KEY, None) or default_file
+    full_schema = extend_schema(schema, extra_defaults or {})
+    merge = merged_fields(full_schema)
     values: dict[str, Any] = {}
     source = "command line"
     if config_file:
-        values.update(read_yaml(config_file))
+        values.update(read_yaml(config_file, merge))
         values.pop(RECIPE_KEY, None)
         source = f"{config_file} or the command line"
-    values = override(values, flags)
-    full_schema = extend_schema(schema, extra_defaults or {})
+    values = override(values, flags, merge)
     return build_config(full_schema, values, source)
 
 

@@ -58,9 +58,12 @@ class ExperimentConfig(DataSettings, TeacherSettings):
     data_seed: int = opt(0, "seed of the distilled-image and validation subsets (the same for every arm and seed)")
     seeds: list[int] = opt([0, 1], "seeds of the label subset, the initialisation and the data order")
     arms: dict = opt(DEFAULT_ARMS, "arm name -> distill keys ({distill: false} = scratch; t: probe = the probe's t)")
-    distill: dict = opt({}, "recipes/distill.py keys shared by every distilling arm (schedule, loss, ...)")
-    finetune: dict = opt({}, "recipes/finetune.py keys shared by every arm (schedule, crop_padding, ...)")
-    cache: dict = opt({}, "recipes/cache_features.py keys (dtype, batch_size, ...)")
+    distill: dict = opt({}, "recipes/distill.py keys shared by every distilling arm (schedule, loss, ...; a child "
+                            "file or flag changes only the keys it names)", merge=True)
+    finetune: dict = opt({}, "recipes/finetune.py keys shared by every arm (schedule, crop_padding, ...; a child "
+                             "file or flag changes only the keys it names)", merge=True)
+    cache: dict = opt({}, "recipes/cache_features.py keys (dtype, batch_size, ...; a child file or flag changes "
+                          "only the keys it names)", merge=True)
     knn_k: int = opt(20, "k of the kNN evaluation of the frozen backbone")
     knn_temperature: float = opt(0.07, "temperature of the kNN vote weights")
     probe_test_fraction: float = opt(0.3, "held-out fraction of the labelled subset in the probe arm's linear probe")

@@ -12,42 +12,43 @@ from ..atomic import replace_text
 from ..visualize import pyplot
 from .config import ExperimentConfig
 from .curves import convergence_lines, timing_lines
-from .result import ArmSeedResult
+from .result import ALWAYS_LISTED, PER_SEED, ArmSeedResult
 
-__all__ = ["write_results", "summarise", "results_markdown"]
+__all__ = ["write_results", "summarise", "results_markdown", "results_stem"]
 
 
-def _stem(cfg: ExperimentConfig, lpc: int) -> str:
+def results_stem(cfg: ExperimentConfig, lpc: int) -> str:
+    """The results files' name for one label budget: `name`, or `name_lpc<N>` where the grid has several."""
     return cfg.name if len(cfg.labels_per_class) == 1 else f"{cfg.name}_lpc{lpc}"
 
 
 def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
-              cache: Path | None = None, seconds: float | None = None, val_images: int | None = None) -> dict[str, Any]:
-    """The results JSON: teacher, student, budget, command, and per arm the seeds and their figures
-    (each distillation record names its own seed: a diverged seed has none)."""
+              cache: Path | None = None, seconds: float | None = None, val_images: int | None = None,
+              planned: int | None = None) -> dict[str, Any]:
+    """The results JSON: teacher, student, budget, command, how many of the `planned` arm-seeds have
+    finished, and per arm the seeds and their figures, one list entry per seed (`PER_SEED`; each
+    distillation record names its own seed: a diverged seed has none). `record.recorded_results`
+    reads the arm-seeds back."""
     arms: dict[str, dict[str, Any]] = {}
-    for r in results:
-        arm = arms.setdefault(r.arm, {"seeds": [], "top1": [], "knn": [], "val_top1": []})
-        arm["seeds"].append(r.seed)
-        arm["top1"].append(r.top1)
-        arm["knn"].append(r.knn)
-        arm["val_top1"].append(r.val_top1)
-        if r.t is not None:
-            arm.setdefault("t", []).append(r.t)
-        if r.probe is not None:
-            arm.setdefault("probe_accuracy", []).append(r.probe)
-        if r.distill:
-            arm.setdefault("distill", []).append({"seed": r.seed, **r.distill})
-        if r.diverged:
-            arm.setdefault("diverged", []).append({"seed": r.seed, "error": r.diverged})
-        arm.setdefault("seconds", []).append(r.seconds)
-        arm.setdefault("val_curve", []).append(r.val_curve)
-        arm.setdefault("timing", []).append(r.timing)
+    for name in dict.fromkeys(r.arm for r in results):
+        ran = [r for r in results if r.arm == name]
+        arm: dict[str, Any] = {"seeds": [r.seed for r in ran]}
+        for field, key in PER_SEED.items():
+            values = [getattr(r, field) for r in ran]
+            if field in ALWAYS_LISTED or any(v is not None for v in values):
+                arm[key] = values
+        if any(r.distill for r in ran):
+            arm["distill"] = [{"seed": r.seed, **r.distill} for r in ran if r.distill]
+        if any(r.diverged for r in ran):
+            arm["diverged"] = [{"seed": r.seed, "error": r.diverged} for r in ran if r.diverged]
+        arms[name] = arm
     return {"name": cfg.name, "teacher": cfg.teacher, "teacher_layer": cfg.teacher_layer, "student": cfg.student,
             "student_kwargs": cfg.student_kwargs, "dataset": cfg.dataset, "labels_per_class": lpc,
             "distill_images_per_class": cfg.distill_images_per_class, "timesteps": cfg.timesteps,
             "command": command, "cache": str(cache) if cache else None, "val_images": val_images,
-            "seconds": None if seconds is None else round(seconds, 1), "arms": arms}
+            "seconds": None if seconds is None else round(seconds, 1),
+            "arm_seeds": {"finished": len(results), "planned": planned if planned is not None else len(results)},
+            "arms": arms}
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
@@ -184,6 +185,10 @@ def results_markdown(summary: dict[str, Any]) -> str:
              "Fine-tuned top-1 is measured once on the full test split; frozen kNN (k = 20, cosine) uses the labelled "
              "subset as the bank; val top-1 is a held-out labelled part of train (for choices only). Mean ± std over seeds.", "",
              *_arms_table(summary), ""]
+    done = summary.get("arm_seeds", {})
+    if done and done["finished"] < done["planned"]:
+        lines[-1:-1] = ["", f"**Partial:** {done['finished']} of the grid's {done['planned']} arm-seeds have finished; "
+                            "the same command runs the rest (it restores these from this file's JSON)."]
     diverged = _diverged_lines(summary)
     if diverged:
         lines += ["Distillations that diverged (no fine-tune, so no figures):", "", *diverged, ""]
@@ -242,11 +247,14 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
 
 
 def write_results(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
-                  cache: Path | None = None, seconds: float | None = None, val_images: int | None = None) -> list[Path]:
-    """`<output_dir>/<stem>.json|.md|.png` for one label budget (``val_images``: the validation subset's size)."""
+                  cache: Path | None = None, seconds: float | None = None, val_images: int | None = None,
+                  planned: int | None = None) -> list[Path]:
+    """`<output_dir>/<stem>.json|.md|.png` for one label budget (``val_images``: the validation subset's
+    size; ``planned``: the grid's arm-seeds, of which ``results`` are those finished)."""
     out = Path(cfg.output_dir)
-    stem = _stem(cfg, lpc)
-    summary = summarise(cfg, lpc, results, command=command, cache=cache, seconds=seconds, val_images=val_images)
+    stem = results_stem(cfg, lpc)
+    summary = summarise(cfg, lpc, results, command=command, cache=cache, seconds=seconds, val_images=val_images,
+                        planned=planned)
     json_path = out / f"{stem}.json"
     replace_text(json_path, json.dumps(summary, indent=2))
     md_path = out / f"{stem}.md"

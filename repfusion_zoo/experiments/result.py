@@ -11,9 +11,16 @@ from typing import Any
 from ..atomic import replace_text
 from ..errors import InputError
 
-__all__ = ["ArmSeedResult", "RESULT_FILE"]
+__all__ = ["ArmSeedResult", "RESULT_FILE", "PER_SEED", "ALWAYS_LISTED"]
 
 RESULT_FILE = "result.json"
+
+#: ArmSeedResult field -> the results JSON's per-arm list that holds it, one entry per seed (`report.summarise`)
+PER_SEED = {"top1": "top1", "knn": "knn", "val_top1": "val_top1", "t": "t", "probe": "probe_accuracy",
+            "validate": "validate", "seconds": "seconds", "val_curve": "val_curve", "timing": "timing",
+            "settings": "settings"}
+#: the fields listed for every arm (the others only where some seed has one)
+ALWAYS_LISTED = ("top1", "knn", "val_top1", "seconds", "val_curve", "timing")
 
 
 @dataclass
@@ -27,7 +34,9 @@ class ArmSeedResult:
     distilled backbone's folder (None for scratch; label budgets may share it); ``distill``:
     the distillation's per-epoch records and time-step report (None for scratch); ``timing``:
     seconds per part (runner, distill, finetune); ``seconds``: the arm-seed's wall time; ``diverged``:
-    the error of a distillation that diverged (then no fine-tune and no metrics).
+    the error of a distillation that diverged (then no fine-tune and no metrics); ``settings``: the
+    digest of the settings that made it (`record.arm_seed_settings`: a rerun elsewhere restores it
+    from the results file while they match).
     """
 
     arm: str
@@ -45,6 +54,7 @@ class ArmSeedResult:
     timing: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
     diverged: str | None = None
+    settings: str | None = None
 
     def write(self, path: Path) -> None:
         """``path`` (a ``result.json``), atomically."""

@@ -13,8 +13,11 @@ runs, so a mistyped arm key fails at once, not after the cache is built. Each re
 arm-seed gets its settings as one file (`<distillation>.yaml`, `<run>/finetune.yaml`, run as
 ``--config``). Each arm-seed writes `result.json` (atomically) when all of that is done: a rerun
 skips it, and a killed one resumes its recipes from their last checkpoints. A half-finished
-arm-seed never counts. The recipes run as subprocesses through `cfg.launcher` (accelerate launch
-by default).
+arm-seed never counts. After every arm-seed the results files are rewritten from the finished ones
+and copied to `results_dir`: that JSON is the grid's record, and a rerun on another machine (a fresh
+checkout) restores the arm-seeds it holds whose settings still match (`record.py`), so a grid longer
+than one session goes on across sessions. The recipes run as subprocesses through `cfg.launcher`
+(accelerate launch by default).
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from typing import Any, Mapping
 import yaml
 from torch.utils.data import Dataset, Subset
 
-from ..atomic import replace_text
+from ..atomic import replace_file, replace_text
 from ..cache import FeatureCache, build_feature_cache
 from ..config import settings_of
 from ..data import build_dataset
@@ -49,7 +52,8 @@ from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
 from .validate import VALIDATE, successive_halving
 from .publish import publish_best
-from .report import write_results
+from .record import arm_seed_settings, restore_recorded
+from .report import results_stem, write_results
 from .subsets import ExperimentSubsets, write_subsets
 
 __all__ = ["run_experiment", "ExperimentError", "run_dir"]
@@ -178,7 +182,7 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
     if (folder / RESULT_FILE).is_file():
         return ArmSeedResult.read(folder / RESULT_FILE)
     started = time.time()
-    result = ArmSeedResult(arm=arm, seed=seed, labels_per_class=lpc)
+    result = ArmSeedResult(arm=arm, seed=seed, labels_per_class=lpc, settings=arm_seed_settings(cfg, arm, seed, lpc))
     backbone = None
     labelled = read_indices(subsets.labelled(lpc, seed))
     if cfg.arms[arm].get("distill", True):
@@ -307,18 +311,28 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     cache = ensure_cache(cfg, data["train"], subsets) if distils else None  # scratch arms alone need no teacher
     written: list[Path] = []
     for lpc in cfg.labels_per_class:
-        results = []
-        for arm in cfg.arms:
-            for seed in arm_seeds(cfg, arm):
-                print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
-                results.append(run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data))
-        files = write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started,
-                              val_images=len(read_indices(subsets.val)))
+        recorded = Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json" if cfg.results_dir else None
+        for line in restore_recorded(cfg, lpc, recorded) if recorded else []:
+            print(f"[experiment] {line}", flush=True)
+        grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]
+        for arm, seed in grid:
+            print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
+            run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
+            results = [ArmSeedResult.read(run_dir(cfg, lpc, a, s) / RESULT_FILE) for a, s in grid
+                       if (run_dir(cfg, lpc, a, s) / RESULT_FILE).is_file()]
+            files = write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started,
+                                  val_images=len(read_indices(subsets.val)), planned=len(grid))
+            copy_results(cfg, files)  # after every arm-seed: the record a rerun elsewhere restores from
         written += files
         for folder in publish_best(cfg, results, files[0].stem, command):
             print(f"[experiment] weights with their model card: {folder}", flush=True)
-    if cfg.results_dir:
-        Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
-        for path in written:
-            shutil.copy2(path, Path(cfg.results_dir) / path.name)
     return written
+
+
+def copy_results(cfg: ExperimentConfig, files: list[Path]) -> None:
+    """The results files into `cfg.results_dir` (nothing where it is empty), each atomically."""
+    if not cfg.results_dir:
+        return
+    Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
+    for path in files:
+        replace_file(Path(cfg.results_dir) / path.name, lambda tmp, source=path: shutil.copyfile(source, tmp))
