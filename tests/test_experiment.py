@@ -439,6 +439,12 @@ def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path)
     assert all(line.endswith("with other settings: it runs again") for line in restore_recorded(changed, 3, path))
     assert not (tmp_path / "changed").exists()
 
+    from repfusion_zoo.experiments.publish import publish_best
+    from repfusion_zoo.experiments.record import recorded_results
+
+    restored = recorded_results(json.loads(path.read_text()))
+    assert publish_best(dataclasses.replace(other_teacher, publish="scratch"), restored, "tiny", "c") == []  # weights not here
+
 
 @pytest.mark.slow
 def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_teacher):  # noqa: F811

@@ -44,6 +44,11 @@ def publish_best(cfg: ExperimentConfig, results: Sequence[ArmSeedResult], stem: 
         return []
     best = best_seed(ran)
     run = run_dir(cfg, best.labels_per_class, best.arm, best.seed)
+    if not (run / "finetune" / "model").is_dir():  # restored from a results file (record.py): its weights are elsewhere
+        print(f"[experiment] not published: {best.arm} seed {best.seed} (the best by validation top-1) was restored from "
+              f"the results file, and its weights are on the machine that ran it; delete its {run / 'result.json'} "
+              "and rerun to make them here", flush=True)
+        return []
     fields = {"recipe": command, "seed": best.seed, "teacher": cfg.teacher, "teacher_sha256": teacher_sha256(cfg.teacher),
               "labels_per_class": best.labels_per_class, "results": f"docs/results/{stem}.md"}
     scores = {"val_top1": best.val_top1, "knn_top1": best.knn}
