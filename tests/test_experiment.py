@@ -449,15 +449,17 @@ def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path)
 @pytest.mark.slow
 def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_teacher):  # noqa: F811
     """The results file in results_dir is rewritten after every arm-seed; a rerun without the run folders
-    (a fresh checkout) runs only the arm-seeds it does not hold."""
+    (a fresh checkout) runs only the arm-seeds it does not hold, and builds no teacher-feature cache
+    when every distilling arm-seed is restored."""
     flags = experiment_flags(tmp_path / "first", tiny_teacher)
-    for key, value in {"--arms": json.dumps({"scratch": {"distill": False}}), "--seeds": "[0]", "--publish": "",
+    arms = {"scratch": {"distill": False}, "fixed": {"strategy": "fixed", "t": 10, "seeds": [0]}}
+    for key, value in {"--arms": json.dumps(arms), "--seeds": "[0]", "--publish": "",
                        "--results_dir": str(tmp_path / "results")}.items():
         flags[flags.index(key) + 1] = value
     run = [PYTHON, str(RECIPES / "experiment.py"), *flags]
     first = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    kept = json.loads((tmp_path / "results" / "tiny.json").read_text())["arms"]["scratch"]
+    kept, kept_fixed = (json.loads((tmp_path / "results" / "tiny.json").read_text())["arms"][a] for a in ("scratch", "fixed"))
 
     run[run.index(str(tmp_path / "first"))] = str(tmp_path / "fresh")
     run[run.index("[0]")] = "[0, 1]"
@@ -465,8 +467,10 @@ def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "scratch seed 0 (3 labels per class) recorded in" in second.stdout and "restored, not run again" in second.stdout
     assert not (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed0" / "finetune").exists()
+    assert "fixed seed 0 (3 labels per class) recorded in" in second.stdout and not (tmp_path / "fresh" / "cache").exists()
     assert (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed1" / "finetune" / "metrics.json").is_file()
     summary = json.loads((tmp_path / "results" / "tiny.json").read_text())
-    assert summary["arm_seeds"] == {"finished": 2, "planned": 2} and summary["arms"]["scratch"]["seeds"] == [0, 1]
+    assert summary["arm_seeds"] == {"finished": 3, "planned": 3} and summary["arms"]["scratch"]["seeds"] == [0, 1]
+    assert summary["arms"]["fixed"]["distill"][0]["epochs"] == kept_fixed["distill"][0]["epochs"]
     assert summary["arms"]["scratch"]["top1"][0] == kept["top1"][0]
     assert summary["arms"]["scratch"]["settings"][0] == kept["settings"][0]

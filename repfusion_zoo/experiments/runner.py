@@ -307,20 +307,23 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     data = {"train": build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans),
             "test": build_dataset(cfg.dataset, split="test", image_size=cfg.image_size, in_chans=cfg.in_chans)}
     subsets = write_subsets(cfg, data["train"].labels, out / "subsets")
-    distils = any(spec.get("distill", True) for spec in cfg.arms.values())
-    cache = ensure_cache(cfg, data["train"], subsets) if distils else None  # scratch arms alone need no teacher
+    for lpc in cfg.labels_per_class if cfg.results_dir else []:
+        for line in restore_recorded(cfg, lpc, Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json"):
+            print(f"[experiment] {line}", flush=True)
+    grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]
+    to_distil = any(cfg.arms[arm].get("distill", True) and not (run_dir(cfg, lpc, arm, seed) / RESULT_FILE).is_file()
+                    for lpc in cfg.labels_per_class for arm, seed in grid)
+    # the teacher-feature cache only where a distillation is still to run (scratch arms and restored ones need none)
+    cache = ensure_cache(cfg, data["train"], subsets) if to_distil else None
     written: list[Path] = []
     for lpc in cfg.labels_per_class:
-        recorded = Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json" if cfg.results_dir else None
-        for line in restore_recorded(cfg, lpc, recorded) if recorded else []:
-            print(f"[experiment] {line}", flush=True)
-        grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]
         for arm, seed in grid:
             print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
             run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
             results = [ArmSeedResult.read(run_dir(cfg, lpc, a, s) / RESULT_FILE) for a, s in grid
                        if (run_dir(cfg, lpc, a, s) / RESULT_FILE).is_file()]
-            files = write_results(cfg, lpc, results, command=command, cache=cache, seconds=time.time() - started,
+            files = write_results(cfg, lpc, results, command=command, seconds=time.time() - started,
+                                  cache=out / "cache" if any(r.distill for r in results) else None,
                                   val_images=len(read_indices(subsets.val)), planned=len(grid))
             copy_results(cfg, files)  # after every arm-seed: the record a rerun elsewhere restores from
         written += files
