@@ -23,7 +23,7 @@ from ..data.settings import DataSettings
 from ..errors import ConfigError
 from ..teachers import TeacherSettings
 
-__all__ = ["ExperimentConfig", "arm_seeds", "check_arms", "run_dir", "PROBE"]
+__all__ = ["ExperimentConfig", "arm_finetune", "arm_seeds", "check_arms", "run_dir", "PROBE"]
 
 #: the `t` of an arm whose time step the linear probe of the cached features chooses
 PROBE = "probe"
@@ -77,6 +77,11 @@ class ExperimentConfig(DataSettings, TeacherSettings):
 def run_dir(cfg: ExperimentConfig, labels_per_class: int, arm: str, seed: int) -> Path:
     """Where one arm-seed's recipes run: ``<output_dir>/runs/lpc<n>/<arm>-seed<s>``."""
     return Path(cfg.output_dir) / "runs" / f"lpc{labels_per_class}" / f"{arm}-seed{seed}"
+
+
+def arm_finetune(cfg: ExperimentConfig, arm: str) -> dict[str, Any]:
+    """The fine-tune keys of arm `arm`: the experiment's `finetune`, then the arm's own over them."""
+    return {**cfg.finetune, **cfg.arms[arm].get("finetune", {})}
 
 
 def arm_seeds(cfg: ExperimentConfig, arm: str) -> list[int]:

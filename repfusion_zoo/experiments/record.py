@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import settings_of
 from ..teachers import TeacherSettings
-from .config import PROBE, ExperimentConfig, arm_seeds, run_dir
+from .config import PROBE, ExperimentConfig, arm_finetune, arm_seeds, run_dir
 from .result import PER_SEED, RESULT_FILE, ArmSeedResult
 from .validate import VALIDATE
 
@@ -30,14 +30,13 @@ def arm_seed_settings(cfg: ExperimentConfig, arm: str, seed: int, lpc: int) -> s
     teacher, cache and distill keys. Paths of this machine (dataset, output folders) and the launcher
     are not in it."""
     spec = {k: v for k, v in cfg.arms[arm].items() if k != "seeds"}
-    finetune = {**cfg.finetune, **spec.get("finetune", {})}
     keys: dict[str, Any] = {
         "arm": spec, "finetune": cfg.finetune, "labels_per_class": lpc, "seed": seed, "student": cfg.student,
         "student_kwargs": cfg.student_kwargs, "image_size": cfg.image_size, "in_chans": cfg.in_chans,
         "val_images_per_class": cfg.val_images_per_class, "data_seed": cfg.data_seed, "knn_k": cfg.knn_k,
         "knn_temperature": cfg.knn_temperature}
     distils = spec.get("distill", True)
-    if distils or finetune.get("distill_weight"):
+    if distils or arm_finetune(cfg, arm).get("distill_weight"):
         keys["teacher"] = dataclasses.asdict(settings_of(TeacherSettings, cfg))
     if distils:
         keys.update(distill=cfg.distill, cache=cfg.cache, timesteps=cfg.timesteps,

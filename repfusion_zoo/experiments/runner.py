@@ -46,7 +46,7 @@ from ..pipelines.finetune import load_finetune_config
 from ..training.records import DIVERGED_FILE, TIMING_FILE, write_timing
 from ..teachers import TeacherSettings, build_teacher
 from ..timesteps import parse_timesteps, strategy_learns
-from .config import PROBE, ExperimentConfig, arm_seeds, check_arms, run_dir
+from .config import PROBE, ExperimentConfig, arm_finetune, arm_seeds, check_arms, run_dir
 from .result import RESULT_FILE, ArmSeedResult
 from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
@@ -167,7 +167,7 @@ def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets
     experiment's teacher goes along where the fine-tune keeps the distillation loss (`distill_weight`)."""
     start = {"model": str(backbone), "pretrained": True} if backbone else {
         "model": cfg.student, "pretrained": False, "model_kwargs": dict(cfg.student_kwargs)}
-    own = {**cfg.finetune, **cfg.arms[arm].get("finetune", {})}
+    own = arm_finetune(cfg, arm)
     teacher = dataclasses.asdict(settings_of(TeacherSettings, cfg)) if own.get("distill_weight") else {}
     return {**own, **teacher, "task": "classification", "dataset": cfg.dataset,
             "image_size": cfg.image_size, "in_chans": cfg.in_chans, "train_subset": str(subsets.labelled(lpc, seed)),
