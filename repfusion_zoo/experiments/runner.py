@@ -310,14 +310,16 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     for lpc in cfg.labels_per_class if cfg.results_dir else []:
         for line in restore_recorded(cfg, lpc, Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json"):
             print(f"[experiment] {line}", flush=True)
-    grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]
+    grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]  # the results' order
+    # run seed by seed (arms in their order within a seed): a grid cut short holds paired arm comparisons
+    order = sorted(grid, key=lambda arm_seed: cfg.seeds.index(arm_seed[1]))
     to_distil = any(cfg.arms[arm].get("distill", True) and not (run_dir(cfg, lpc, arm, seed) / RESULT_FILE).is_file()
                     for lpc in cfg.labels_per_class for arm, seed in grid)
     # the teacher-feature cache only where a distillation is still to run (scratch arms and restored ones need none)
     cache = ensure_cache(cfg, data["train"], subsets) if to_distil else None
     written: list[Path] = []
     for lpc in cfg.labels_per_class:
-        for arm, seed in grid:
+        for arm, seed in order:
             print(f"[experiment] {cfg.name}: {arm} seed {seed}, {lpc} labels per class", flush=True)
             run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
             results = [ArmSeedResult.read(run_dir(cfg, lpc, a, s) / RESULT_FILE) for a, s in grid
