@@ -466,6 +466,8 @@ def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_
     second = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "scratch seed 0 (3 labels per class) recorded in" in second.stdout and "restored, not run again" in second.stdout
+    ran = [line.split(": ", 1)[1] for line in second.stdout.splitlines() if line.startswith("[experiment] tiny: ")]
+    assert ran == [f"{arm} seed {seed}, 3 labels per class" for arm, seed in (("scratch", 0), ("fixed", 0), ("scratch", 1))]
     assert not (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed0" / "finetune").exists()
     assert "fixed seed 0 (3 labels per class) recorded in" in second.stdout and not (tmp_path / "fresh" / "cache").exists()
     assert (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed1" / "finetune" / "metrics.json").is_file()
