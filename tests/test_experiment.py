@@ -459,7 +459,8 @@ def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_
     run = [PYTHON, str(RECIPES / "experiment.py"), *flags]
     first = subprocess.run(run, env=env(), capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    kept, kept_fixed = (json.loads((tmp_path / "results" / "tiny.json").read_text())["arms"][a] for a in ("scratch", "fixed"))
+    first_summary = json.loads((tmp_path / "results" / "tiny.json").read_text())
+    kept, kept_fixed, first_seconds = first_summary["arms"]["scratch"], first_summary["arms"]["fixed"], first_summary["seconds"]
 
     run[run.index(str(tmp_path / "first"))] = str(tmp_path / "fresh")
     run[run.index("[0]")] = "[0, 1]"
@@ -473,6 +474,8 @@ def test_a_grid_goes_on_from_its_results_file_on_a_fresh_machine(tmp_path, tiny_
     assert (tmp_path / "fresh" / "runs" / "lpc3" / "scratch-seed1" / "finetune" / "metrics.json").is_file()
     summary = json.loads((tmp_path / "results" / "tiny.json").read_text())
     assert summary["arm_seeds"] == {"finished": 3, "planned": 3} and summary["arms"]["scratch"]["seeds"] == [0, 1]
+    # the grid's wall time goes on from the first run's: it holds both runs' arm-seeds
+    assert summary["seconds"] >= first_seconds + summary["arms"]["scratch"]["seconds"][1] - 0.2
     assert summary["arms"]["fixed"]["distill"][0]["epochs"] == kept_fixed["distill"][0]["epochs"]
     assert summary["arms"]["scratch"]["top1"][0] == kept["top1"][0]
     assert summary["arms"]["scratch"]["settings"][0] == kept["settings"][0]

@@ -21,7 +21,7 @@ from .config import PROBE, ExperimentConfig, arm_finetune, arm_seeds, run_dir
 from .result import PER_SEED, RESULT_FILE, ArmSeedResult
 from .validate import VALIDATE
 
-__all__ = ["arm_seed_settings", "recorded_results", "restore_recorded"]
+__all__ = ["arm_seed_settings", "recorded_results", "recorded_seconds", "restore_recorded"]
 
 
 def arm_seed_settings(cfg: ExperimentConfig, arm: str, seed: int, lpc: int) -> str:
@@ -62,6 +62,12 @@ def recorded_results(summary: dict[str, Any]) -> list[ArmSeedResult]:
             results.append(ArmSeedResult(arm=name, seed=seed, labels_per_class=summary["labels_per_class"], **fields,
                                          distill=distills.get(seed), diverged=diverged.get(seed)))
     return results
+
+
+def recorded_seconds(path: Path) -> float:
+    """The wall seconds the grid's earlier runs spent, as the results file `path` holds them (0 where
+    there is none): a resumed grid adds its own, so the figure is the whole grid's across sessions."""
+    return float(json.loads(path.read_text()).get("seconds") or 0.0) if path.is_file() else 0.0
 
 
 def restore_recorded(cfg: ExperimentConfig, lpc: int, path: Path) -> list[str]:

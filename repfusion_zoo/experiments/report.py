@@ -25,8 +25,8 @@ def results_stem(cfg: ExperimentConfig, lpc: int) -> str:
 def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult], *, command: str,
               cache: Path | None = None, seconds: float | None = None, val_images: int | None = None,
               planned: int | None = None) -> dict[str, Any]:
-    """The results JSON: teacher, student, budget, command, how many of the `planned` arm-seeds have
-    finished, and per arm the seeds and their figures, one list entry per seed (`PER_SEED`; each
+    """The results JSON: teacher, student, budget, command, the grid's wall `seconds` (summed over the
+    runs that wrote it), how many of the `planned` arm-seeds have finished, and per arm the seeds and their figures, one list entry per seed (`PER_SEED`; each
     distillation record names its own seed: a diverged seed has none). `record.recorded_results`
     reads the arm-seeds back."""
     arms: dict[str, dict[str, Any]] = {}

@@ -52,7 +52,7 @@ from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
 from .validate import VALIDATE, successive_halving
 from .publish import publish_best
-from .record import arm_seed_settings, restore_recorded
+from .record import arm_seed_settings, recorded_seconds, restore_recorded
 from .report import results_stem, write_results
 from .subsets import ExperimentSubsets, write_subsets
 
@@ -307,8 +307,11 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     data = {"train": build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans),
             "test": build_dataset(cfg.dataset, split="test", image_size=cfg.image_size, in_chans=cfg.in_chans)}
     subsets = write_subsets(cfg, data["train"].labels, out / "subsets")
+    earlier: dict[int, float] = {}  # the seconds earlier runs of this grid recorded, per label budget
     for lpc in cfg.labels_per_class if cfg.results_dir else []:
-        for line in restore_recorded(cfg, lpc, Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json"):
+        recorded = Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json"
+        earlier[lpc] = recorded_seconds(recorded)
+        for line in restore_recorded(cfg, lpc, recorded):
             print(f"[experiment] {line}", flush=True)
     grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]  # the results' order
     # run seed by seed (arms in their order within a seed): a grid cut short holds paired arm comparisons
@@ -324,7 +327,8 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
             run_arm_seed(cfg, recipes_dir, arm, seed, lpc, subsets, cache, data)
             results = [ArmSeedResult.read(run_dir(cfg, lpc, a, s) / RESULT_FILE) for a, s in grid
                        if (run_dir(cfg, lpc, a, s) / RESULT_FILE).is_file()]
-            files = write_results(cfg, lpc, results, command=command, seconds=time.time() - started,
+            seconds = earlier.get(lpc, 0.0) + time.time() - started
+            files = write_results(cfg, lpc, results, command=command, seconds=seconds,
                                   cache=out / "cache" if any(r.distill for r in results) else None,
                                   val_images=len(read_indices(subsets.val)), planned=len(grid))
             copy_results(cfg, files)  # after every arm-seed: the record a rerun elsewhere restores from
