@@ -390,6 +390,21 @@ def test_the_report_shows_what_every_learning_arm_chose():
     assert "### rl_sum, seed 1" in text and "### rl_sum, seed 0" not in text
 
 
+def test_the_table_shows_a_fixed_t_once_and_a_chosen_t_per_seed():
+    from repfusion_zoo.experiments.report import results_markdown
+
+    def arm(t: list[int]) -> dict:
+        return {"seeds": [0, 1], "t": t, "top1": [50.0, 51.0], "knn": [40.0, 41.0], "val_top1": [51.0, 52.0]}
+
+    summary = {"name": "g", "teacher": "t", "teacher_layer": "mid", "student": "s", "student_kwargs": {}, "dataset": "d",
+               "distill_images_per_class": 0, "timesteps": "0,10,300", "command": "c", "labels_per_class": 3,
+               "arms": {"scratch": {"seeds": [0, 1], "top1": [45.0, 46.0], "knn": [30.0, 31.0], "val_top1": [46.0, 47.0]},
+                        "fixed_t300": arm([300, 300]), "validate": arm([10, 300])}}
+    text = results_markdown(summary)
+    assert "| fixed_t300 | 300 | [0, 1] |" in text and "| validate | 10, 300 | [0, 1] |" in text
+    assert "| scratch | - | [0, 1] |" in text
+
+
 def _scratch_result(arm: str, seed: int, **fields) -> "ArmSeedResult":  # noqa: F821
     from repfusion_zoo.experiments.result import ArmSeedResult
 

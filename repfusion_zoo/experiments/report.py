@@ -74,7 +74,8 @@ def _arms_table(summary: dict[str, Any]) -> list[str]:
     for name, arm in arms.items():
         stats = _mean_std(arm["top1"])
         delta = "-" if name == "scratch" or stats is None or scratch is None else f"{stats[0] - scratch[0]:+.2f}"
-        t = ", ".join(str(v) for v in arm.get("t", [])) or ("policy" if name == "rl" else "-")
+        ts = arm.get("t", [])  # one per seed; a fixed t is the same on every seed and shown once
+        t = (str(ts[0]) if len(set(ts)) == 1 else ", ".join(str(v) for v in ts)) or ("policy" if name == "rl" else "-")
         lines.append(f"| {name} | {t} | {arm['seeds']} | {_cell(arm['top1'])} | {delta} | {_cell(arm['knn'])} | "
                      f"{_cell(arm['val_top1'])} |")
     return lines
