@@ -26,8 +26,9 @@ def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult],
               cache: Path | None = None, seconds: float | None = None, val_images: int | None = None,
               planned: int | None = None) -> dict[str, Any]:
     """The results JSON: teacher, student, budget, command, the grid's wall `seconds` (summed over the
-    runs that wrote it), how many of the `planned` arm-seeds have finished, and per arm the seeds and their figures, one list entry per seed (`PER_SEED`; each
-    distillation record names its own seed: a diverged seed has none). `record.recorded_results`
+    runs that wrote it), how many of the `planned` arm-seeds have finished, and per arm the seeds and
+    their figures, one list entry per seed (`PER_SEED`; each distillation record names its own seed:
+    a diverged seed has none). `record.recorded_results`
     reads the arm-seeds back."""
     arms: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(r.arm for r in results):
@@ -75,7 +76,8 @@ def _arms_table(summary: dict[str, Any]) -> list[str]:
         stats = _mean_std(arm["top1"])
         delta = "-" if name == "scratch" or stats is None or scratch is None else f"{stats[0] - scratch[0]:+.2f}"
         ts = arm.get("t", [])  # one per seed; a fixed t is the same on every seed and shown once
-        t = (str(ts[0]) if len(set(ts)) == 1 else ", ".join(str(v) for v in ts)) or ("policy" if name == "rl" else "-")
+        t = str(ts[0]) if len(set(ts)) == 1 else ", ".join(str(v) for v in ts)
+        t = t or ("policy" if name == "rl" else "-")
         lines.append(f"| {name} | {t} | {arm['seeds']} | {_cell(arm['top1'])} | {delta} | {_cell(arm['knn'])} | "
                      f"{_cell(arm['val_top1'])} |")
     return lines
