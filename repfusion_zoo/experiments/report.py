@@ -28,8 +28,7 @@ def summarise(cfg: ExperimentConfig, lpc: int, results: Sequence[ArmSeedResult],
     """The results JSON: teacher, student, budget, command, the grid's wall `seconds` (summed over the
     runs that wrote it), how many of the `planned` arm-seeds have finished, and per arm the seeds and
     their figures, one list entry per seed (`PER_SEED`; each distillation record names its own seed:
-    a diverged seed has none). `record.recorded_results`
-    reads the arm-seeds back."""
+    a diverged seed has none). `record.recorded_results` reads the arm-seeds back."""
     arms: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(r.arm for r in results):
         ran = [r for r in results if r.arm == name]
