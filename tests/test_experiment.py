@@ -435,7 +435,7 @@ def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path)
     digest is this grid's; a changed key of that arm (here its fine-tune learning rate) runs it again,
     and a change elsewhere (the teacher) does not touch a scratch arm."""
     from repfusion_zoo.experiments.config import run_dir
-    from repfusion_zoo.experiments.record import arm_seed_settings, restore_recorded
+    from repfusion_zoo.experiments.record import arm_seed_settings, read_record, restore_recorded
     from repfusion_zoo.experiments.report import write_results
 
     cfg = load_config(ExperimentConfig, experiment_flags(tmp_path / "there", tmp_path / "teacher"))
@@ -443,15 +443,15 @@ def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path)
     [path, *_] = write_results(cfg, 3, recorded, command="c", planned=4)
 
     other_teacher = dataclasses.replace(cfg, output_dir=str(tmp_path / "here"), teacher=str(tmp_path / "other"))
-    assert restore_recorded(other_teacher, 3, path) == [
+    assert restore_recorded(other_teacher, 3, read_record(path), path) == [
         f"scratch seed {s} (3 labels per class) recorded in {path}: restored, not run again" for s in (0, 1)]
     restored = run_dir(other_teacher, 3, "scratch", 1) / "result.json"
     assert json.loads(restored.read_text())["top1"] == 51.0
-    assert restore_recorded(other_teacher, 3, path) == []  # a run folder's own result.json wins
+    assert restore_recorded(other_teacher, 3, read_record(path), path) == []  # a run folder's own result.json wins
 
     arms = {**cfg.arms, "scratch": {"distill": False, "finetune": {"learning_rate": 0.01}}}
     changed = dataclasses.replace(cfg, output_dir=str(tmp_path / "changed"), arms=arms)
-    assert all(line.endswith("with other settings: it runs again") for line in restore_recorded(changed, 3, path))
+    assert all(line.endswith("with other settings: it runs again") for line in restore_recorded(changed, 3, read_record(path), path))
     assert not (tmp_path / "changed").exists()
 
     from repfusion_zoo.experiments.publish import publish_best

@@ -21,7 +21,7 @@ from .config import PROBE, ExperimentConfig, arm_finetune, arm_seeds, run_dir
 from .result import PER_SEED, RESULT_FILE, ArmSeedResult
 from .validate import VALIDATE
 
-__all__ = ["arm_seed_settings", "recorded_results", "recorded_seconds", "restore_recorded"]
+__all__ = ["arm_seed_settings", "read_record", "recorded_results", "recorded_seconds", "restore_recorded"]
 
 
 def arm_seed_settings(cfg: ExperimentConfig, arm: str, seed: int, lpc: int) -> str:
@@ -64,23 +64,27 @@ def recorded_results(summary: dict[str, Any]) -> list[ArmSeedResult]:
     return results
 
 
-def recorded_seconds(path: Path) -> float:
-    """The wall seconds the grid's earlier runs spent, as the results file `path` holds them (0 where
-    there is none): a resumed grid adds its own, so the figure is the whole grid's across sessions."""
-    return float(json.loads(path.read_text()).get("seconds") or 0.0) if path.is_file() else 0.0
+def read_record(path: Path) -> dict[str, Any]:
+    """The results JSON at `path` (`report.summarise`), or ``{}`` where there is none."""
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def restore_recorded(cfg: ExperimentConfig, lpc: int, path: Path) -> list[str]:
-    """Write each arm-seed of the results file `path` whose settings digest matches this grid's, and
-    that has no `result.json` here, into its run folder; returns one line per arm-seed considered."""
-    if not path.is_file():
-        return []
+def recorded_seconds(summary: dict[str, Any]) -> float:
+    """The wall seconds the grid's earlier runs spent, as its results JSON holds them (0 in an empty
+    one): a resumed grid adds its own, so the figure is the whole grid's across sessions."""
+    return float(summary.get("seconds") or 0.0)
+
+
+def restore_recorded(cfg: ExperimentConfig, lpc: int, summary: dict[str, Any], source: Path) -> list[str]:
+    """Write each arm-seed of the results JSON `summary` (read from `source`) whose settings digest
+    matches this grid's, and that has no `result.json` here, into its run folder; returns one line per
+    arm-seed considered."""
     lines = []
-    for result in recorded_results(json.loads(path.read_text())):
+    for result in recorded_results(summary) if summary else []:
         target = run_dir(cfg, lpc, result.arm, result.seed) / RESULT_FILE
         if target.is_file() or result.arm not in cfg.arms or result.seed not in arm_seeds(cfg, result.arm):
             continue
-        where = f"{result.arm} seed {result.seed} ({lpc} labels per class) recorded in {path}"
+        where = f"{result.arm} seed {result.seed} ({lpc} labels per class) recorded in {source}"
         if result.settings != arm_seed_settings(cfg, result.arm, result.seed, lpc):
             lines.append(f"{where} with other settings: it runs again")
             continue

@@ -52,7 +52,7 @@ from .evaluation import frozen_knn, validation_top1
 from .probe import probe_timestep
 from .validate import VALIDATE, successive_halving
 from .publish import publish_best
-from .record import arm_seed_settings, recorded_seconds, restore_recorded
+from .record import arm_seed_settings, read_record, recorded_seconds, restore_recorded
 from .report import results_stem, write_results
 from .subsets import ExperimentSubsets, write_subsets
 
@@ -310,8 +310,9 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     earlier: dict[int, float] = {}  # the seconds earlier runs of this grid recorded, per label budget
     for lpc in cfg.labels_per_class if cfg.results_dir else []:
         recorded = Path(cfg.results_dir) / f"{results_stem(cfg, lpc)}.json"
-        earlier[lpc] = recorded_seconds(recorded)
-        for line in restore_recorded(cfg, lpc, recorded):
+        summary = read_record(recorded)
+        earlier[lpc] = recorded_seconds(summary)
+        for line in restore_recorded(cfg, lpc, summary, recorded):
             print(f"[experiment] {line}", flush=True)
     grid = [(arm, seed) for arm in cfg.arms for seed in arm_seeds(cfg, arm)]  # the results' order
     # run seed by seed (arms in their order within a seed): a grid cut short holds paired arm comparisons
