@@ -448,6 +448,7 @@ def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path)
     restored = run_dir(other_teacher, 3, "scratch", 1) / "result.json"
     assert json.loads(restored.read_text())["top1"] == 51.0
     assert restore_recorded(other_teacher, 3, read_record(path), path) == []  # a run folder's own result.json wins
+    assert restore_recorded(other_teacher, 3, read_record(tmp_path / "none.json"), tmp_path / "none.json") == []
 
     arms = {**cfg.arms, "scratch": {"distill": False, "finetune": {"learning_rate": 0.01}}}
     changed = dataclasses.replace(cfg, output_dir=str(tmp_path / "changed"), arms=arms)
@@ -457,7 +458,7 @@ def test_a_recorded_arm_seed_is_restored_only_while_its_settings_match(tmp_path)
     from repfusion_zoo.experiments.publish import publish_best
     from repfusion_zoo.experiments.record import recorded_results
 
-    restored = recorded_results(json.loads(path.read_text()))
+    restored = recorded_results(read_record(path))
     assert publish_best(dataclasses.replace(other_teacher, publish="scratch"), restored, "tiny", "c") == []  # weights not here
 
 

@@ -53,7 +53,7 @@ def recorded_results(summary: dict[str, Any]) -> list[ArmSeedResult]:
     ``backbone``: a folder of the machine that ran it). A per-seed list that does not hold one entry
     per seed (a file from before they all did) leaves that field at its default."""
     results = []
-    for name, arm in summary["arms"].items():
+    for name, arm in summary.get("arms", {}).items():  # an empty record (`read_record` of no file) holds none
         seeds = arm["seeds"]
         distills = {d["seed"]: {k: v for k, v in d.items() if k != "seed"} for d in arm.get("distill", [])}
         diverged = {d["seed"]: d["error"] for d in arm.get("diverged", [])}
@@ -80,7 +80,7 @@ def restore_recorded(cfg: ExperimentConfig, lpc: int, summary: dict[str, Any], s
     matches this grid's, and that has no `result.json` here, into its run folder; returns one line per
     arm-seed considered."""
     lines = []
-    for result in recorded_results(summary) if summary else []:
+    for result in recorded_results(summary):
         target = run_dir(cfg, lpc, result.arm, result.seed) / RESULT_FILE
         if target.is_file() or result.arm not in cfg.arms or result.seed not in arm_seeds(cfg, result.arm):
             continue
