@@ -405,6 +405,39 @@ def test_the_table_shows_a_fixed_t_once_and_a_chosen_t_per_seed():
     assert "| scratch | - | [0, 1] |" in text
 
 
+def test_a_distilled_arm_is_compared_with_scratch_fine_tuned_as_long(tmp_path):
+    """A grid whose arms ran several fine-tuning lengths compares a distilled arm with the scratch arm
+    of its own length (named in the table), and its figure keeps the t curve to scratch's length and
+    draws the lengths beside it."""
+    from repfusion_zoo.experiments.report import _fixed_points, compared_scratch, figure8, results_markdown
+
+    def arm(top1: float, epochs: int, t: int | None = None) -> dict:
+        return {"seeds": [0], "top1": [top1], "knn": [30.0], "val_top1": [top1], "val_curve": [[[epochs, top1]]],
+                **({"t": [t], "distill": [{"seed": 0, "epochs": []}]} if t is not None else {})}
+
+    summary = {"name": "g", "teacher": "t", "teacher_layer": "mid", "student": "s", "student_kwargs": {}, "dataset": "d",
+               "distill_images_per_class": 0, "timesteps": "0,300", "command": "c", "labels_per_class": 3,
+               "arms": {"scratch": arm(50.0, 400), "fixed_t300": arm(51.0, 400, 300), "scratch_e800": arm(54.0, 800),
+                        "fixed_t300_e800": arm(53.0, 800, 300), "fixed_t0_e800": arm(52.0, 800, 0)}}
+    assert compared_scratch(summary, "fixed_t300") == "scratch" and compared_scratch(summary, "scratch") is None
+    assert compared_scratch(summary, "fixed_t300_e800") == "scratch_e800"
+    assert compared_scratch(summary, "scratch_e800") == "scratch"  # the check itself: against the base length
+    text = results_markdown(summary)
+    assert "| fixed_t300_e800 | 300 | [0] | 53.00 ± 0.00 (n=1) | -1.00 (vs scratch_e800) |" in text
+    assert "| fixed_t300 | 300 | [0] | 51.00 ± 0.00 (n=1) | +1.00 |" in text
+    assert _fixed_points(summary) == [(300, (51.0, 0.0))]  # no 800-epoch point on the 400-epoch curve
+    assert figure8(summary, tmp_path / "g.png").stat().st_size > 0
+
+
+def test_a_results_file_from_before_distillations_named_their_seed_is_read():
+    """Older results files hold one distillation record per seed without its seed: read in order."""
+    from repfusion_zoo.experiments.record import recorded_results
+
+    summary = {"labels_per_class": 3, "arms": {"fixed_t300": {
+        "seeds": [0, 1], "top1": [50.0, 51.0], "distill": [{"seconds": 1.0}, {"seconds": 2.0}]}}}
+    assert [(r.seed, r.distill) for r in recorded_results(summary)] == [(0, {"seconds": 1.0}), (1, {"seconds": 2.0})]
+
+
 def _scratch_result(arm: str, seed: int, **fields) -> "ArmSeedResult":  # noqa: F821
     from repfusion_zoo.experiments.result import ArmSeedResult
 

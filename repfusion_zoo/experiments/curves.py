@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["epochs_to_reach", "convergence_lines", "difference_noise", "timing_lines"]
+__all__ = ["epochs_to_reach", "convergence_lines", "difference_noise", "schedule_epochs", "scratch_by_length", "timing_lines"]
 
 #: the largest gain of a schedule twice as long at which scratch counts as converged (top-1 points)
 CONVERGED_WITHIN = 0.5
@@ -49,15 +49,16 @@ def epochs_to_reach(curve: Curve | None, target: float) -> int | None:
     return None
 
 
-def _epochs(arm: dict[str, Any]) -> int:
-    """An arm's schedule length: the last epoch of its first curve."""
-    return points(next(c for c in arm["val_curve"] if c))[-1][0]
+def schedule_epochs(arm: dict[str, Any]) -> int | None:
+    """An arm's fine-tuning length: the last epoch of its first curve (None without curves)."""
+    curve = next((c for c in arm.get("val_curve", []) if c), None)
+    return points(curve)[-1][0] if curve else None
 
 
-def _scratch_arms(summary: dict[str, Any]) -> dict[int, tuple[str, dict[str, Any]]]:
-    """Scratch arms (no distillation) with curves, by schedule length."""
+def scratch_by_length(summary: dict[str, Any]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Scratch arms (no distillation) with curves, by fine-tuning length: name and arm."""
     arms = {name: arm for name, arm in summary["arms"].items() if not arm.get("distill") and _final(arm.get("val_curve", []))}
-    return {_epochs(arm): (name, arm) for name, arm in arms.items()}
+    return {schedule_epochs(arm): (name, arm) for name, arm in arms.items()}
 
 
 def _final_by_seed(arm: dict[str, Any]) -> dict[int, float]:
@@ -88,9 +89,9 @@ def convergence_lines(summary: dict[str, Any]) -> list[str]:
         reached = [epochs_to_reach(curve, target) for curve in curves if curve]
         cells = ", ".join("never" if e is None else str(e) for e in reached)
         spread = f" ± {statistics.stdev(finals):.2f}" if len(finals) > 1 else ""
-        lines.append(f"| {name} | {_epochs(arm)} | {statistics.fmean(finals):.2f}{spread} | {cells} |")
+        lines.append(f"| {name} | {schedule_epochs(arm)} | {statistics.fmean(finals):.2f}{spread} | {cells} |")
     lines += ["", f"Scratch's final validation top-1: {target:.2f} (mean over its seeds)."]
-    by_length = _scratch_arms(summary)
+    by_length = scratch_by_length(summary)
     for epochs, (name, arm) in sorted(by_length.items()):
         if 2 * epochs not in by_length:
             continue

@@ -55,7 +55,9 @@ def recorded_results(summary: dict[str, Any]) -> list[ArmSeedResult]:
     results = []
     for name, arm in summary.get("arms", {}).items():  # an empty record (`read_record` of no file) holds none
         seeds = arm["seeds"]
-        distills = {d["seed"]: {k: v for k, v in d.items() if k != "seed"} for d in arm.get("distill", [])}
+        # each distillation record names its seed; a file from before they did holds one per seed, in order
+        distills = {d.get("seed", seed): {k: v for k, v in d.items() if k != "seed"}
+                    for seed, d in zip(seeds, arm.get("distill", []))}
         diverged = {d["seed"]: d["error"] for d in arm.get("diverged", [])}
         for i, seed in enumerate(seeds):
             fields = {f: arm[key][i] for f, key in PER_SEED.items() if len(arm.get(key, [])) == len(seeds)}

@@ -1,6 +1,7 @@
 """The results files of an experiment: `<name>.json` (every figure, per seed), `<name>.md` (the arms
 table with mean +- std and the difference to scratch; what the RL policy learned beside decoder
-g's reward per t; the probe) and `<name>.png` (the paper's Figure 8 analog)."""
+g's reward per t; the probe) and `<name>.png` (the paper's Figure 8 analog; where the arms ran several
+fine-tuning lengths, test top-1 against those lengths beside it)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 from ..atomic import replace_text
 from ..visualize import pyplot
 from .config import ExperimentConfig
-from .curves import convergence_lines, timing_lines
+from .curves import convergence_lines, schedule_epochs, scratch_by_length, timing_lines
 from .result import ALWAYS_LISTED, PER_SEED, ArmSeedResult
 
 __all__ = ["write_results", "summarise", "results_markdown", "results_stem"]
@@ -66,14 +67,32 @@ def _cell(values: Sequence[float | None]) -> str:
     return f"{mean:.2f} ± {std:.2f} (n={len([v for v in values if v is not None])})"
 
 
+def compared_scratch(summary: dict[str, Any], name: str) -> str | None:
+    """The scratch arm that arm `name` is compared with: for a distilled arm, the scratch arm fine-tuned
+    for as many epochs where the grid has one (a distilled arm at 1,600 epochs against scratch at
+    1,600, not at 800); else `scratch` (None where the grid has none, or for `scratch` itself)."""
+    arm = summary["arms"][name]
+    same = scratch_by_length(summary).get(schedule_epochs(arm)) if arm.get("distill") else None
+    other = same[0] if same else "scratch" if "scratch" in summary["arms"] else None
+    return None if other == name else other
+
+
+def _delta(summary: dict[str, Any], name: str) -> str:
+    """The arm's mean test top-1 minus its compared scratch arm's (that arm named unless `scratch`)."""
+    other = compared_scratch(summary, name)
+    stats = _mean_std(summary["arms"][name]["top1"])
+    base = _mean_std(summary["arms"][other]["top1"]) if other else None
+    if stats is None or base is None:
+        return "-"
+    return f"{stats[0] - base[0]:+.2f}" + ("" if other == "scratch" else f" (vs {other})")
+
+
 def _arms_table(summary: dict[str, Any]) -> list[str]:
     arms = summary["arms"]
-    scratch = _mean_std(arms.get("scratch", {}).get("top1", []))
     lines = ["| arm | t | seeds | fine-tuned top-1 | Δ vs scratch | frozen kNN top-1 | val top-1 |",
              "|---|---|---|---|---|---|---|"]
     for name, arm in arms.items():
-        stats = _mean_std(arm["top1"])
-        delta = "-" if name == "scratch" or stats is None or scratch is None else f"{stats[0] - scratch[0]:+.2f}"
+        delta = _delta(summary, name)
         ts = arm.get("t", [])  # one per seed; a fixed t is the same on every seed and shown once
         t = str(ts[0]) if len(set(ts)) == 1 else ", ".join(str(v) for v in ts)
         t = t or ("policy" if name == "rl" else "-")
@@ -185,7 +204,9 @@ def results_markdown(summary: dict[str, Any]) -> str:
              f"({summary['distill_images_per_class'] or 'all'} distilled images per class), cached t ∈ {{{summary['timesteps']}}}.", "",
              f"Command: `{summary['command']}`", "",
              "Fine-tuned top-1 is measured once on the full test split; frozen kNN (k = 20, cosine) uses the labelled "
-             "subset as the bank; val top-1 is a held-out labelled part of train (for choices only). Mean ± std over seeds.", "",
+             "subset as the bank; val top-1 is a held-out labelled part of train (for choices only). Mean ± std over seeds. "
+             "Δ vs scratch: a distilled arm against the scratch arm fine-tuned as many epochs where the grid has one "
+             "(named where that is not `scratch`).", "",
              *_arms_table(summary), ""]
     done = summary.get("arm_seeds", {})
     if done and done["finished"] < done["planned"]:
@@ -215,16 +236,22 @@ def results_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def figure8(summary: dict[str, Any], path: Path) -> Path:
-    """Fine-tuned top-1 vs fixed t (points and line), RL / random / probe / scratch as bands (mean ± std)."""
-    plt = pyplot()
-
+def _fixed_points(summary: dict[str, Any]) -> list[tuple[int, tuple[float, float]]]:
+    """``(t, (mean, std) test top-1)`` of every fixed-t arm fine-tuned as many epochs as `scratch` (an
+    arm of another length is in the epochs panel, not on this curve), by t."""
     arms = summary["arms"]
-    fixed = sorted((arm["t"][0], _mean_std(arm["top1"])) for name, arm in arms.items()
-                   if name.startswith("fixed") and arm.get("t") and _mean_std(arm["top1"]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    length = schedule_epochs(arms.get("scratch", {}))
+    return sorted((arm["t"][0], stats) for name, arm in arms.items()
+                  if name.startswith("fixed") and arm.get("t") and schedule_epochs(arm) == length
+                  and (stats := _mean_std(arm["top1"])))
+
+
+def _t_panel(ax: Any, summary: dict[str, Any]) -> None:
+    """Figure 8: test top-1 against a fixed t, RL / random / probe / scratch as bands (mean ± std)."""
+    arms = summary["arms"]
+    fixed = _fixed_points(summary)
+    ts = [t for t, _ in fixed]
     if fixed:
-        ts = [t for t, _ in fixed]
         ax.errorbar(ts, [s[0] for _, s in fixed], yerr=[s[1] for _, s in fixed], marker="o", color="k", label="fixed t")
     colours = {"rl": "tab:red", "random": "tab:blue", "scratch": "tab:gray", "probe": "tab:green"}
     for name, colour in colours.items():
@@ -238,10 +265,45 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
     if fixed:
         ax.set_xlim(0, max(ts) * 1.5 or 1.0)
         ax.set_xticks(ts, [str(t) for t in ts])
-    ax.set_xlabel("time step t (fixed-t arms)")
+    length = schedule_epochs(arms.get("scratch", {}))
+    ax.set_xlabel("time step t (fixed-t arms" + (f", {length} fine-tuning epochs)" if length else ")"))
     ax.set_ylabel("fine-tuned top-1 (%)")
-    ax.set_title(f"{summary['name']}: {summary['labels_per_class']} labels/class")
     ax.legend(fontsize=8)
+
+
+def _epochs_panel(ax: Any, summary: dict[str, Any]) -> None:
+    """Test top-1 (mean ± std) against fine-tuning epochs: the scratch arms as one line, each distilled
+    arm a point of its own (compare a point with the line at its epochs)."""
+    scratch = sorted((epochs, stats) for epochs, (_, arm) in scratch_by_length(summary).items()
+                     if (stats := _mean_std(arm["top1"])))
+    if scratch:
+        ax.errorbar([e for e, _ in scratch], [s[0] for _, s in scratch], yerr=[s[1] for _, s in scratch],
+                    marker="s", color="tab:gray", linestyle="--", label="scratch")
+    names = {name for _, (name, _) in scratch_by_length(summary).items()}
+    for name, arm in summary["arms"].items():
+        stats = _mean_std(arm["top1"])
+        if name in names or stats is None or schedule_epochs(arm) is None:
+            continue
+        ax.errorbar([schedule_epochs(arm)], [stats[0]], yerr=[stats[1]], marker="o", linestyle="none", label=name)
+    lengths = sorted({e for arm in summary["arms"].values() if (e := schedule_epochs(arm))})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [str(e) for e in lengths])
+    ax.set_xlabel("fine-tuning epochs")
+    ax.set_ylabel("fine-tuned top-1 (%)")
+    ax.legend(fontsize=8)
+
+
+def figure8(summary: dict[str, Any], path: Path) -> Path:
+    """The paper's Figure 8 analog (`_t_panel`, where an arm distils), and beside it, where the arms were
+    fine-tuned for several lengths (a convergence check, arms at a longer schedule), `_epochs_panel`."""
+    plt = pyplot()
+    lengths = {e for arm in summary["arms"].values() if (e := schedule_epochs(arm))}
+    distils = any(arm.get("distill") or arm.get("diverged") for arm in summary["arms"].values())
+    panels = [_t_panel] * (distils or len(lengths) < 2) + [_epochs_panel] * (len(lengths) > 1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        panel(ax, summary)
+    fig.suptitle(f"{summary['name']}: {summary['labels_per_class']} labels/class")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
