@@ -73,8 +73,9 @@ def compared_scratch(summary: dict[str, Any], name: str) -> str | None:
     1,600, not at 800); else `scratch` (None where the grid has none, or for `scratch` itself)."""
     arm = summary["arms"][name]
     same = scratch_by_length(summary).get(schedule_epochs(arm)) if arm.get("distill") else None
-    other = same[0] if same else "scratch" if "scratch" in summary["arms"] else None
-    return None if other == name else other
+    if same:
+        return same[0]
+    return "scratch" if "scratch" in summary["arms"] and name != "scratch" else None
 
 
 def _delta(summary: dict[str, Any], name: str) -> str:
@@ -271,21 +272,26 @@ def _t_panel(ax: Any, summary: dict[str, Any]) -> None:
     ax.legend(fontsize=8)
 
 
+def _lengths(summary: dict[str, Any]) -> list[int]:
+    """The fine-tuning lengths (epochs) the grid's arms ran, ascending (arms without curves left out)."""
+    return sorted({epochs for arm in summary["arms"].values() if (epochs := schedule_epochs(arm))})
+
+
 def _epochs_panel(ax: Any, summary: dict[str, Any]) -> None:
     """Test top-1 (mean ± std) against fine-tuning epochs: the scratch arms as one line, each distilled
     arm a point of its own (compare a point with the line at its epochs)."""
-    scratch = sorted((epochs, stats) for epochs, (_, arm) in scratch_by_length(summary).items()
-                     if (stats := _mean_std(arm["top1"])))
+    by_length = scratch_by_length(summary)
+    scratch = sorted((epochs, stats) for epochs, (_, arm) in by_length.items() if (stats := _mean_std(arm["top1"])))
     if scratch:
         ax.errorbar([e for e, _ in scratch], [s[0] for _, s in scratch], yerr=[s[1] for _, s in scratch],
                     marker="s", color="tab:gray", linestyle="--", label="scratch")
-    names = {name for _, (name, _) in scratch_by_length(summary).items()}
+    names = {name for name, _ in by_length.values()}
     for name, arm in summary["arms"].items():
         stats = _mean_std(arm["top1"])
         if name in names or stats is None or schedule_epochs(arm) is None:
             continue
         ax.errorbar([schedule_epochs(arm)], [stats[0]], yerr=[stats[1]], marker="o", linestyle="none", label=name)
-    lengths = sorted({e for arm in summary["arms"].values() if (e := schedule_epochs(arm))})
+    lengths = _lengths(summary)
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(e) for e in lengths])
     ax.set_xlabel("fine-tuning epochs")
@@ -297,7 +303,7 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
     """The paper's Figure 8 analog (`_t_panel`, where an arm distils), and beside it, where the arms were
     fine-tuned for several lengths (a convergence check, arms at a longer schedule), `_epochs_panel`."""
     plt = pyplot()
-    lengths = {e for arm in summary["arms"].values() if (e := schedule_epochs(arm))}
+    lengths = _lengths(summary)
     distils = any(arm.get("distill") or arm.get("diverged") for arm in summary["arms"].values())
     panels = [_t_panel] * (distils or len(lengths) < 2) + [_epochs_panel] * (len(lengths) > 1)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
