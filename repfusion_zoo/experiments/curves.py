@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["epochs_to_reach", "convergence_lines", "difference_noise", "schedule_epochs", "scratch_by_length", "timing_lines"]
+__all__ = ["epochs_to_reach", "convergence_lines", "difference_noise", "distils", "schedule_epochs", "scratch_by_length", "timing_lines"]
 
 #: the largest gain of a schedule twice as long at which scratch counts as converged (top-1 points)
 CONVERGED_WITHIN = 0.5
@@ -55,9 +55,14 @@ def schedule_epochs(arm: dict[str, Any]) -> int | None:
     return points(curve)[-1][0] if curve else None
 
 
+def distils(arm: dict[str, Any]) -> bool:
+    """Whether a results JSON's arm distilled: it holds a distillation record, or a diverged one."""
+    return bool(arm.get("distill") or arm.get("diverged"))
+
+
 def scratch_by_length(summary: dict[str, Any]) -> dict[int, tuple[str, dict[str, Any]]]:
     """Scratch arms (no distillation) with curves, by fine-tuning length: name and arm."""
-    arms = {name: arm for name, arm in summary["arms"].items() if not arm.get("distill") and _final(arm.get("val_curve", []))}
+    arms = {name: arm for name, arm in summary["arms"].items() if not distils(arm) and _final(arm.get("val_curve", []))}
     return {schedule_epochs(arm): (name, arm) for name, arm in arms.items()}
 
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ..atomic import replace_text
 from ..visualize import pyplot
 from .config import ExperimentConfig
-from .curves import convergence_lines, schedule_epochs, scratch_by_length, timing_lines
+from .curves import convergence_lines, distils, schedule_epochs, scratch_by_length, timing_lines
 from .result import ALWAYS_LISTED, PER_SEED, ArmSeedResult
 
 __all__ = ["write_results", "summarise", "results_markdown", "results_stem"]
@@ -72,7 +72,7 @@ def compared_scratch(summary: dict[str, Any], name: str) -> str | None:
     for as many epochs where the grid has one (a distilled arm at 1,600 epochs against scratch at
     1,600, not at 800); else `scratch` (None where the grid has none, or for `scratch` itself)."""
     arm = summary["arms"][name]
-    same = scratch_by_length(summary).get(schedule_epochs(arm)) if arm.get("distill") else None
+    same = scratch_by_length(summary).get(schedule_epochs(arm)) if distils(arm) else None
     if same:
         return same[0]
     return "scratch" if "scratch" in summary["arms"] and name != "scratch" else None
@@ -287,10 +287,10 @@ def _epochs_panel(ax: Any, summary: dict[str, Any]) -> None:
                     marker="s", color="tab:gray", linestyle="--", label="scratch")
     names = {name for name, _ in by_length.values()}
     for name, arm in summary["arms"].items():
-        stats = _mean_std(arm["top1"])
-        if name in names or stats is None or schedule_epochs(arm) is None:
+        stats, epochs = _mean_std(arm["top1"]), schedule_epochs(arm)
+        if name in names or stats is None or epochs is None:
             continue
-        ax.errorbar([schedule_epochs(arm)], [stats[0]], yerr=[stats[1]], marker="o", linestyle="none", label=name)
+        ax.errorbar([epochs], [stats[0]], yerr=[stats[1]], marker="o", linestyle="none", label=name)
     lengths = _lengths(summary)
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(e) for e in lengths])
@@ -304,8 +304,8 @@ def figure8(summary: dict[str, Any], path: Path) -> Path:
     fine-tuned for several lengths (a convergence check, arms at a longer schedule), `_epochs_panel`."""
     plt = pyplot()
     lengths = _lengths(summary)
-    distils = any(arm.get("distill") or arm.get("diverged") for arm in summary["arms"].values())
-    panels = [_t_panel] * (distils or len(lengths) < 2) + [_epochs_panel] * (len(lengths) > 1)
+    distilled = any(distils(arm) for arm in summary["arms"].values())
+    panels = [_t_panel] * (distilled or len(lengths) < 2) + [_epochs_panel] * (len(lengths) > 1)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         panel(ax, summary)
