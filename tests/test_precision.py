@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
 from repfusion_zoo.training import precision, threads
-from repfusion_zoo.training.precision import PRECISION_ENV, chosen_precision, native_cpu_bf16, run_precision
+from repfusion_zoo.training.precision import (EMULATED_BF16, PRECISION_ENV, chosen_precision, native_cpu_bf16,
+                                              run_precision)
 
 PROBE = "from repfusion_zoo.training import run_precision; print('precision', run_precision(''))"
 
@@ -73,6 +75,21 @@ def test_own_variable_without_a_launcher_is_a_choice(clean_env):
 def test_a_gpu_run_keeps_accelerates_default(clean_env):
     clean_env.setattr(torch.cuda, "is_available", lambda: True)
     assert not native_cpu_bf16() and run_precision("") == "no"
+
+
+def test_bf16_asked_of_a_cpu_that_emulates_it_is_kept_with_a_warning_that_names_the_fix(clean_env):
+    clean_env.setattr(precision, "native_cpu_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated") as caught:
+        assert run_precision("bf16") == "bf16"
+    assert str(caught[0].message) == EMULATED_BF16 and "--mixed_precision no" in EMULATED_BF16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to say: fp32, a CPU with native bf16, a GPU
+        assert run_precision("no") == "no" and run_precision("") == "no"
+        clean_env.setattr(precision, "native_cpu_bf16", lambda: True)
+        assert run_precision("bf16") == "bf16"
+        clean_env.setattr(precision, "native_cpu_bf16", lambda: False)
+        clean_env.setattr(torch.cuda, "is_available", lambda: True)
+        assert run_precision("bf16") == "bf16"
 
 
 def _launch(tmp_path, *launcher_flags: str) -> str:

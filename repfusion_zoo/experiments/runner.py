@@ -43,6 +43,7 @@ from ..data.subsets import read_indices
 from ..errors import ConfigError, IncompleteCacheError, RepFusionError
 from ..pipelines.distill import load_distill_config
 from ..pipelines.finetune import load_finetune_config
+from ..training.precision import EMULATED_BF16, emulated_bf16
 from ..training.records import DIVERGED_FILE, TIMING_FILE, write_timing
 from ..teachers import TeacherSettings, build_teacher
 from ..timesteps import parse_timesteps, strategy_learns
@@ -280,19 +281,27 @@ def distill_summary(folder: Path) -> dict[str, Any]:
             "seconds": json.loads((folder / "summary.json").read_text()).get("distill_seconds")}
 
 
-def check_arm_settings(cfg: ExperimentConfig, recipes_dir: Path, subsets: ExperimentSubsets, cache: Path) -> None:
+def check_arm_settings(cfg: ExperimentConfig, recipes_dir: Path, subsets: ExperimentSubsets, cache: Path) -> list[str]:
     """Parse every arm-seed's distill and fine-tune settings as the recipes will (before anything
-    runs): a `ConfigError` names the arm and the key."""
+    runs): a `ConfigError` names the arm and the key. Returns a warning for each arm whose own
+    `mixed_precision` asks bf16 of a CPU that only emulates it (`EMULATED_BF16`: hours become days)."""
+    emulated: dict[str, None] = {}
     for lpc in cfg.labels_per_class:
         for arm, spec in cfg.arms.items():
             for seed in arm_seeds(cfg, arm):
                 try:
+                    parsed = []
                     if spec.get("distill", True):
                         t = 0 if spec.get("t") in (PROBE, VALIDATE) else None  # chosen later; any t of the set parses
-                        load_distill_config(as_flags(distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t)))
-                    load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None)))
+                        flags = distill_flags(cfg, recipes_dir, arm, seed, lpc, subsets, cache, t)
+                        parsed.append(load_distill_config(as_flags(flags)))
+                    parsed.append(load_finetune_config(as_flags(finetune_flags(cfg, arm, seed, lpc, subsets, None))))
                 except ConfigError as error:
                     raise ConfigError(f"arm {arm!r} (seed {seed}, {lpc} labels per class): {error}") from None
+                if any(emulated_bf16(settings.mixed_precision) for settings in parsed):
+                    emulated[arm] = None
+    return [f"arm {arm!r}: {EMULATED_BF16}; or run it where bf16 is native (AVX512-BF16, AMX, a GPU)"
+            for arm in emulated]
 
 
 def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) -> list[Path]:
@@ -303,7 +312,8 @@ def run_experiment(cfg: ExperimentConfig, *, recipes_dir: Path, command: str) ->
     out = Path(cfg.output_dir)
     started = time.time()
     subsets = ExperimentSubsets.of(out / "subsets")
-    check_arm_settings(cfg, recipes_dir, subsets, out / "cache")
+    for warning in check_arm_settings(cfg, recipes_dir, subsets, out / "cache"):
+        print(f"[experiment] {warning}", flush=True)
     data = {"train": build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans),
             "test": build_dataset(cfg.dataset, split="test", image_size=cfg.image_size, in_chans=cfg.in_chans)}
     subsets = write_subsets(cfg, data["train"].labels, out / "subsets")
