@@ -18,6 +18,7 @@ from _recipes_common import PYTHON, RECIPES, env, tiny_teacher  # noqa: F401  (f
 from repfusion_zoo.data.subsets import LabelBudget, per_class_subset, read_indices
 from repfusion_zoo.config import load_config
 from repfusion_zoo.experiments.config import PROBE, ExperimentConfig
+from repfusion_zoo.experiments.machine import machine_name, this_machine
 from repfusion_zoo.experiments.validate import VALIDATE
 from repfusion_zoo.experiments.runner import distill_flags
 from repfusion_zoo.experiments.subsets import ExperimentSubsets
@@ -87,6 +88,7 @@ def test_runner_resumes_after_a_kill_and_keeps_per_seed_label_subsets(tmp_path, 
     assert "Scratch's final validation top-1" in markdown and "process start-up and saving" in markdown
     timing = summary["arms"]["rl"]["timing"][0]
     assert {"train", "process"} <= set(timing["distill"]) and {"train", "validation", "test", "process"} <= set(timing["finetune"])
+    assert timing["machine"] == this_machine() and machine_name(this_machine()) in markdown  # where its seconds were spent
     # the best RL seed's weights, with cards that carry the metrics, the command and the seed
     for kind in ("backbone", "finetuned"):
         card = (out / "weights" / f"tiny-rl-seed0-{kind}" / "README.md").read_text()
@@ -170,6 +172,27 @@ def test_an_arm_asking_bf16_of_a_cpu_that_emulates_it_is_warned_before_anything_
     warned = check_arm_settings(cfg, RECIPES, ExperimentSubsets.of(tmp_path / "subsets"), tmp_path / "cache")
     assert len(warned) == (0 if native else 1)
     assert all(line.startswith(f"arm 'scratch_bf16': {precision.EMULATED_BF16}") for line in warned)
+
+
+def test_a_result_of_other_settings_in_the_run_folder_is_an_error_not_reused(tmp_path):
+    """Two grids that share an output_dir and an arm name at other settings share a run folder: the
+    second finds the first's result.json and says so, instead of reporting it as its own."""
+    from repfusion_zoo.errors import InputError
+    from repfusion_zoo.experiments.config import run_dir
+    from repfusion_zoo.experiments.record import arm_seed_settings
+    from repfusion_zoo.experiments.result import RESULT_FILE, ArmSeedResult
+    from repfusion_zoo.experiments.runner import run_arm_seed
+
+    cfg = load_config(ExperimentConfig, experiment_flags(tmp_path, tmp_path / "teacher"))
+    longer = dataclasses.replace(cfg, finetune={**cfg.finetune, "num_train_epochs": 2})
+    folder = run_dir(cfg, 3, "scratch", 0)
+    folder.mkdir(parents=True)
+    ArmSeedResult(arm="scratch", seed=0, labels_per_class=3, top1=50.0,
+                  settings=arm_seed_settings(cfg, "scratch", 0, 3)).write(folder / RESULT_FILE)
+    subsets = ExperimentSubsets.of(tmp_path / "subsets")
+    assert run_arm_seed(cfg, RECIPES, "scratch", 0, 3, subsets, None, {}).top1 == 50.0  # its own: kept
+    with pytest.raises(InputError, match="other settings.*own output_dir"):
+        run_arm_seed(longer, RECIPES, "scratch", 0, 3, subsets, None, {})
 
 
 def test_per_class_subset_is_seeded_and_balanced():
@@ -280,7 +303,10 @@ def test_convergence_check_and_speed_from_validation_curves():
         "scratch_x2": {"seeds": [0], "val_curve": [[[2, 50.0], [4, 60.0], [6, 70.8]]], "seconds": [20]},  # every 2 epochs
         "fixed_t300": {"seeds": [0, 1], "val_curve": [[65.0, 70.3, 71.0], [60.0, 69.0, 70.0]], "seconds": [30, 30],
                        "distill": [{"epochs": [{}, {}], "last_epoch_t_histogram": [0, 0, 6]}] * 2,
-                       "timing": [{"distill": {"train": 20.0, "process": 22.0}}] * 2},
+                       "timing": [{"distill": {"train": 20.0, "process": 22.0},
+                                   "machine": {"cpu": "AMD EPYC", "cores": 2, "native_bf16": False}},
+                                  {"distill": {"train": 20.0, "process": 22.0},
+                                   "machine": {"cpu": "Xeon", "cores": 2, "native_bf16": True, "accelerator": None}}]},
     }}
     text = "\n".join(convergence_lines(summary))
     assert "| fixed_t300 | 3 | 70.50 ± 0.71 | 2, never |" in text  # scratch's final val: 70.2
@@ -291,8 +317,9 @@ def test_convergence_check_and_speed_from_validation_curves():
     text = "\n".join(convergence_lines(summary))
     assert "noise ±4.1 (two standard errors on 1000 validation images x 1 seed(s))" in text  # 200 sqrt(2 .708 .292 / 1000)
     table = timing_lines(summary)
-    assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 | - |")  # start-up: 9 - 7 s
-    assert table[3].endswith("| 30 | 12 |")  # 2 epochs of 6 teacher features
+    assert table[2].startswith("| scratch | - | - | 5 | 1 | 1 | 1 | 0 | 2 | 11 | - | - |")  # start-up: 9 - 7 s; no machine
+    # 2 epochs of 6 teacher features; the machines of its two seeds
+    assert table[3].endswith("| 30 | 12 | AMD EPYC, 2 cores, bf16 emulated; Xeon, 2 cores, native bf16 |")
 
 
 def test_successive_halving_keeps_the_better_half_with_twice_the_steps():

@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
+from .machine import machine_name
+
 __all__ = ["epochs_to_reach", "convergence_lines", "difference_noise", "distils", "schedule_epochs", "scratch_by_length", "timing_lines"]
 
 #: the largest gain of a schedule twice as long at which scratch counts as converged (top-1 points)
@@ -146,9 +148,11 @@ def teacher_reads(distill: dict[str, Any]) -> int | None:
 
 
 def timing_lines(summary: dict[str, Any]) -> list[str]:
-    """Mean seconds per arm-seed and phase, and the teacher features its distillation read ([] when
-    no result carries timing)."""
-    columns = [name for name, _ in PHASES] + ["process start-up and saving", "arm-seed total", "teacher-feature reads"]
+    """Mean seconds per arm-seed and phase, the teacher features its distillation read, and the
+    machines its seeds ran on (`machine.machine_name`; "-" for results from before they were
+    recorded) ([] when no result carries timing)."""
+    columns = [name for name, _ in PHASES] + ["process start-up and saving", "arm-seed total", "teacher-feature reads",
+                                              "machine"]
     rows = []
     for name, arm in summary["arms"].items():
         timings = [t for t in arm.get("timing", []) if t]
@@ -160,7 +164,9 @@ def timing_lines(summary: dict[str, Any]) -> list[str]:
         cells.append(_mean([v for v in (_startup(t) for t in timings) if v is not None]))
         cells.append(_mean([s for s in arm.get("seconds", []) if s is not None]))
         cells.append(_mean([r for r in (teacher_reads(d) for d in arm.get("distill", [])) if r is not None]))
-        rows.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.0f}" for c in cells) + " |")
+        machines = sorted({machine_name(t["machine"]) for t in timings if t.get("machine")})
+        rows.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.0f}" for c in cells)
+                    + f" | {'; '.join(machines) or '-'} |")
     if not rows:
         return []
     return ["| arm | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|", *rows]

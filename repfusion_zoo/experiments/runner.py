@@ -40,7 +40,7 @@ from ..cache import FeatureCache, build_feature_cache
 from ..config import settings_of
 from ..data import build_dataset
 from ..data.subsets import read_indices
-from ..errors import ConfigError, IncompleteCacheError, RepFusionError
+from ..errors import ConfigError, IncompleteCacheError, InputError, RepFusionError
 from ..pipelines.distill import load_distill_config
 from ..pipelines.finetune import load_finetune_config
 from ..training.precision import EMULATED_BF16, emulated_bf16
@@ -50,6 +50,7 @@ from ..timesteps import parse_timesteps, strategy_learns
 from .config import PROBE, ExperimentConfig, arm_finetune, arm_seeds, check_arms, run_dir
 from .result import RESULT_FILE, ArmSeedResult
 from .evaluation import frozen_knn, validation_top1
+from .machine import this_machine
 from .probe import probe_timestep
 from .validate import VALIDATE, successive_halving
 from .publish import publish_best
@@ -178,12 +179,14 @@ def finetune_flags(cfg: ExperimentConfig, arm: str, seed: int, lpc: int, subsets
 
 def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, lpc: int, subsets: ExperimentSubsets,
                  cache: Path | None, data: Mapping[str, Dataset]) -> ArmSeedResult:
-    """Distil (unless scratch), fine-tune, evaluate; `result.json` once all of it is done."""
+    """Distil (unless scratch), fine-tune, evaluate; `result.json` once all of it is done (one made
+    with other settings, e.g. by another grid sharing `output_dir`, is an `InputError`, not reused)."""
     folder = run_dir(cfg, lpc, arm, seed)
+    settings = arm_seed_settings(cfg, arm, seed, lpc)
     if (folder / RESULT_FILE).is_file():
-        return ArmSeedResult.read(folder / RESULT_FILE)
+        return finished_result(folder / RESULT_FILE, settings)
     started = time.time()
-    result = ArmSeedResult(arm=arm, seed=seed, labels_per_class=lpc, settings=arm_seed_settings(cfg, arm, seed, lpc))
+    result = ArmSeedResult(arm=arm, seed=seed, labels_per_class=lpc, settings=settings)
     backbone = None
     labelled = read_indices(subsets.labelled(lpc, seed))
     if cfg.arms[arm].get("distill", True):
@@ -220,10 +223,21 @@ def run_arm_seed(cfg: ExperimentConfig, recipes_dir: Path, arm: str, seed: int, 
     timing["val"] = time.time() - timing["val"]
     runs = {"distill": backbone.parent if backbone else None, "finetune": folder / "finetune"}
     result.timing = {"runner": {k: round(v, 1) for k, v in timing.items()},
-                     **{recipe: recipe_timing(run) for recipe, run in runs.items() if run and (run / TIMING_FILE).is_file()}}
+                     **{recipe: recipe_timing(run) for recipe, run in runs.items() if run and (run / TIMING_FILE).is_file()},
+                     "machine": this_machine()}
     result.seconds = round(time.time() - started, 1)
     result.write(folder / RESULT_FILE)
     return result
+
+
+def finished_result(path: Path, settings: str) -> ArmSeedResult:
+    """The arm-seed `path` holds, where its settings digest is `settings` (or it predates digests)."""
+    done = ArmSeedResult.read(path)
+    if done.settings not in (None, settings):
+        raise InputError(f"{path} was made with other settings than arm {done.arm!r} has now (another grid with "
+                         f"the same output_dir and arm name, or a changed config): give this grid its own output_dir, "
+                         f"or delete {path.parent} to run that arm-seed again")
+    return done
 
 
 def distil_or_diverge(cfg: ExperimentConfig, recipes_dir: Path, flags: Mapping[str, Any], distilled: Path) -> str | None:
