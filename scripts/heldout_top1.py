@@ -11,7 +11,6 @@ nothing is selected on it.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from repfusion_zoo.data import build_dataset
 from repfusion_zoo.data.subsets import read_indices
 from repfusion_zoo.experiments.config import ExperimentConfig, arm_seeds, run_dir
 from repfusion_zoo.experiments.evaluation import validation_top1
-from repfusion_zoo.experiments.result import RESULT_FILE
+from repfusion_zoo.experiments.result import RESULT_FILE, ArmSeedResult
 from repfusion_zoo.training import configure_cpu_threads
 
 
@@ -40,8 +39,8 @@ def main(argv: list[str]) -> int:
             for arm in (a for a in cfg.arms if seed in arm_seeds(cfg, a)):
                 folder = run_dir(cfg, lpc, arm, seed)
                 if (folder / RESULT_FILE).is_file():
-                    done = json.loads((folder / RESULT_FILE).read_text())
-                    row[arm] = (done["top1"], done["val_top1"], validation_top1(cfg, folder / "finetune" / "model", held))
+                    done = ArmSeedResult.read(folder / RESULT_FILE)
+                    row[arm] = (done.top1, done.val_top1, validation_top1(cfg, folder / "finetune" / "model", held))
             cells = [f"{arm} {' / '.join(f'{v:.2f}' for v in values)}" for arm, values in row.items()]
             deltas = [f"{arm} − scratch {' / '.join(f'{v - s:+.2f}' for v, s in zip(values, row['scratch']))}"
                       for arm, values in row.items() if arm != "scratch" and "scratch" in row]

@@ -31,9 +31,13 @@ def cpu_name() -> str:
 
 
 def accelerator_name() -> str | None:
-    """The CUDA device's name, "mps" on Apple silicon, else None (the run computes on the CPU)."""
+    """The CUDA or XPU device's name, "mps" on Apple silicon, else None: the devices
+    `precision.cpu_only` counts, so a machine without one is the CPU its bf16 describes."""
+    xpu = getattr(torch, "xpu", None)
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
+    if xpu is not None and xpu.is_available():
+        return xpu.get_device_name(0)
     return "mps" if torch.backends.mps.is_available() else None
 
 
