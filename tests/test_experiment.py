@@ -204,6 +204,34 @@ def test_per_class_subset_is_seeded_and_balanced():
     assert set(among) <= set(a) and len(among) == 8
 
 
+def test_grids_sharing_an_output_folder_must_draw_the_same_subsets(tmp_path):
+    """A second grid with another validation size in the same output folder is refused, not allowed to
+    overwrite the val.json the first grid reads; the same grid again re-reads its files."""
+    from repfusion_zoo.errors import InputError
+    from repfusion_zoo.experiments.subsets import write_subsets
+
+    labels = [i % 4 for i in range(200)]
+    cfg = ExperimentConfig(distill_images_per_class=20, val_images_per_class=5, labels_per_class=[3], seeds=[0])
+    first = write_subsets(cfg, labels, tmp_path / "subsets")
+    val = first.val.read_text()
+    assert write_subsets(cfg, labels, tmp_path / "subsets").val.read_text() == val
+    other = ExperimentConfig(distill_images_per_class=20, val_images_per_class=10, labels_per_class=[3], seeds=[0])
+    with pytest.raises(InputError, match="val.json holds another subset.*own output_dir"):
+        write_subsets(other, labels, tmp_path / "subsets")
+    assert first.val.read_text() == val
+    assert write_subsets(other, labels, tmp_path / "own" / "subsets").val.read_text() != val
+
+
+def test_shipped_grids_sharing_an_output_folder_draw_the_same_subsets():
+    """The shipped configs that share an output_dir (and so its subsets/ and cache/) agree on what draws them."""
+    draws: dict[str, set] = {}
+    for path in sorted((RECIPES / "configs" / "experiments").glob("*.yaml")):
+        cfg = load_config(ExperimentConfig, ["--config", str(path)])
+        draws.setdefault(cfg.output_dir, set()).add(
+            (cfg.dataset, cfg.distill_images_per_class, cfg.val_images_per_class, cfg.data_seed))
+    assert {folder: len(d) for folder, d in draws.items() if len(d) > 1} == {}
+
+
 def test_label_budget_hides_unlabelled_labels_from_decoder_g():
     """Decoder g's loss and the policy's reward come from the labelled rows only; -1 rows still distil."""
     items = [{"image": torch.zeros(1), "label": i % 3, "index": i, "flip": False} for i in range(6)]

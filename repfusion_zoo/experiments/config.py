@@ -45,7 +45,7 @@ class ExperimentConfig(DataSettings, TeacherSettings):
     `DataSettings`; the teacher's: `TeacherSettings`, handed to the cache and every distillation)."""
 
     name: str = opt("experiment", "results file stem: <results_dir>/<name>.json|.md|.png")
-    output_dir: str = opt("outputs/experiment", "where the cache, subsets and every arm-seed's runs go")
+    output_dir: str = opt("outputs/experiment", "where the cache, subsets and every arm-seed's runs go (grids may share one if they draw the same subsets)")
     results_dir: str = opt("docs/results", "where the results files are copied ('' = output_dir only)")
     dataset: str = redefault(DataSettings, "dataset", "data/cifar10",
                              "image folder (train/ and test/ class folders) or another build_dataset spec")
