@@ -22,15 +22,16 @@ from repfusion_zoo.data.subsets import read_indices
 from repfusion_zoo.experiments.config import ExperimentConfig, arm_seeds, run_dir
 from repfusion_zoo.experiments.evaluation import validation_top1
 from repfusion_zoo.experiments.result import RESULT_FILE, ArmSeedResult
+from repfusion_zoo.experiments.subsets import ExperimentSubsets
 from repfusion_zoo.training import configure_cpu_threads
 
 
 def main(argv: list[str]) -> int:
     configure_cpu_threads()
     cfg = load_config(ExperimentConfig, argv)
-    subsets = Path(cfg.output_dir) / "subsets"
+    subsets = ExperimentSubsets.of(Path(cfg.output_dir) / "subsets")
     train = build_dataset(cfg.dataset, split="train", image_size=cfg.image_size, in_chans=cfg.in_chans)
-    used = set(read_indices(subsets / "distill_images.json")) | set(read_indices(subsets / "val.json"))
+    used = set(read_indices(subsets.distill_images)) | set(read_indices(subsets.val))
     held = Subset(train, [i for i in range(len(train)) if i not in used])
     print(f"held-out images: {len(held)}", flush=True)
     for lpc in cfg.labels_per_class:
