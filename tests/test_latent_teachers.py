@@ -75,15 +75,15 @@ def _hooked(module: torch.nn.Module, run) -> torch.Tensor:
     return seen[0]
 
 
-@pytest.mark.parametrize("layer", ["mid", "down.0"])
-def test_latent_unet_encoder_half_equals_the_layer_in_the_full_forward(sd_folder, layer):
+@pytest.mark.parametrize("layer", ["mid", "down.0", "up.0"])
+def test_latent_unet_layers_equal_the_layer_in_the_full_forward(sd_folder, layer):
     teacher = load_teacher(str(sd_folder), layer=layer, image_size=IMAGE)
     assert isinstance(teacher, LatentUNetTeacher) and teacher.conditioning_source == "zeros"
     x, t = _images(), torch.tensor([0, 250, 999])
     full = UNet2DConditionModel.from_pretrained(sd_folder / "unet").eval()
     latents = encode_latents(AutoencoderKL.from_pretrained(sd_folder / "vae").eval(), x)
     context = torch.zeros(3, 77, 16)
-    target = full.mid_block if layer == "mid" else full.down_blocks[0]
+    target = {"mid": full.mid_block, "down.0": full.down_blocks[0], "up.0": full.up_blocks[0]}[layer]
     expected = _hooked(target, lambda: full(latents, t, encoder_hidden_states=context))
     feature = teacher(x, t)
     torch.testing.assert_close(feature, expected, rtol=1e-5, atol=1e-5)

@@ -113,6 +113,34 @@ def test_down_layer_equals_hooked_down_block(tiny_unet):
     assert teacher.feature_shape == (16, 8, 8)
 
 
+@pytest.mark.parametrize("index, shape", [(0, (32, 16, 16)), (1, (16, 16, 16))])
+def test_up_layers_equal_hooked_up_blocks(tiny_unet, index, shape):
+    """The decoder layers: UNet2DModel.forward's own up block output (the forward itself, stopped there)."""
+    x, t = _images(2, 16), torch.tensor([5, 700])
+    out = {}
+    handle = tiny_unet.up_blocks[index].register_forward_hook(lambda m, i, o: out.__setitem__("up", o))
+    with torch.no_grad():
+        tiny_unet(x, t)
+    handle.remove()
+    teacher = DiffusionTeacher(tiny_unet, layer=f"up.{index}")
+    feature = teacher(x, t)
+    torch.testing.assert_close(feature, out["up"], rtol=0, atol=1e-6)
+    assert teacher.feature_shape == shape == tuple(feature.shape[1:]) and teacher.feature_channels == shape[0]
+    assert not any(hook for block in tiny_unet.up_blocks for hook in block._forward_hooks.values())  # none left behind
+
+
+def test_cifar10_32_decoder_layer_equals_hooked_full_forward(cifar_unet):
+    x, t = _images(2, 32), torch.tensor([0, 300])
+    out = {}
+    handle = cifar_unet.up_blocks[1].register_forward_hook(lambda m, i, o: out.__setitem__("up", o))
+    with torch.no_grad():
+        cifar_unet(x, t)
+    handle.remove()
+    teacher = DiffusionTeacher(cifar_unet, layer="up.1")
+    assert teacher.feature_shape == (256, 16, 16)
+    torch.testing.assert_close(teacher(x, t), out["up"], rtol=0, atol=1e-5)
+
+
 def test_per_sample_timesteps_differ_and_matter(cifar_unet):
     teacher = DiffusionTeacher(cifar_unet)
     x = _images(1, 32).repeat(2, 1, 1, 1)
@@ -157,8 +185,8 @@ def test_bad_input_is_refused_with_the_fix(tiny_unet, x, t, match):
 
 
 def test_bad_layer_names_the_choices(tiny_unet):
-    with pytest.raises(ConfigError, match="mid_resnet2_conv2"):
-        DiffusionTeacher(tiny_unet, layer="up.0")
+    with pytest.raises(ConfigError, match=r"mid_resnet2_conv2.*down\.1.*up\.1"):
+        DiffusionTeacher(tiny_unet, layer="up.2")
 
 
 # ------------------------------------------------------------------ class-conditional teachers

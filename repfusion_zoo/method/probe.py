@@ -229,7 +229,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "and score it on all --num_samples; default: fit on 70%% of the --num_samples and score on the rest")
     parser.add_argument("--num_train", type=int, default=5000, help="images the probe is fit on with --train_split, the same "
                         "number from each class (default 5000: 500 a class on CIFAR-10)")
-    parser.add_argument("--layer", default="mid", help="teacher layer: mid, mid_resnet2_conv2 or down.{i} (default mid)")
+    parser.add_argument("--layer", default="mid", help="teacher layer: mid, mid_resnet2_conv2, down.{i} or up.{i} (the decoder; default mid)")
     parser.add_argument("--noise", action="store_true", help="feed x_t (noised with the model's scheduler) instead of the clean image")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="seeds the sample choice and the probe's train/test split")

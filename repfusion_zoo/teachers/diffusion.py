@@ -1,14 +1,16 @@
-"""DiffusionTeacher: a frozen diffusers `UNet2DModel` run encoder-only up to a named layer.
+"""DiffusionTeacher: a frozen diffusers `UNet2DModel` run up to a named layer.
 
-The teacher runs ``conv_in``, the time (and class) embedding, the down blocks and (for the
-mid-block layers) the mid block, mirroring the first half of `UNet2DModel.forward`; the up
-path and ``conv_out`` are never run.
+For the encoder layers the teacher runs ``conv_in``, the time (and class) embedding, the down
+blocks and (for the mid-block layers) the mid block, mirroring the first half of
+`UNet2DModel.forward`; the up path and ``conv_out`` are never run. For a decoder layer it runs
+`UNet2DModel.forward` itself, stopped after that up block (`up_blocks.output_of`).
 
 Layers:
 - ``"mid"`` (default): the mid-block output ``[B, C_last, H / 2**n, W / 2**n]``.
 - ``"mid_resnet2_conv2"``: the authors' layer, the second mid-block resnet's ``conv2`` output
   before its residual add (and before ``output_scale_factor``).
 - ``"down.{i}"``: the output of down block ``i`` (after its down-sampler, if any).
+- ``"up.{i}"``: the output of up block ``i`` (after its up-sampler, if any), in the decoder.
 
 Input: images in [-1, 1] (``x * 2 - 1`` on [0, 1] images; never ImageNet normalisation), one
 integer time step per sample in ``[0, num_train_timesteps)``. Clean input (the paper's
@@ -29,6 +31,7 @@ from ..normalize import minus_one_one
 from .inputs import InputChecks
 from .identity import weights_sha256
 from .unet_files import load_unet, teacher_root
+from .up_blocks import output_of, up_feature_shape, up_index
 
 __all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
 
@@ -59,7 +62,7 @@ class DiffusionTeacher(nn.Module):
     Args:
         unet: a `UNet2DModel`, a local folder (pipeline folder with ``unet/``, bare UNet folder,
             or the legacy ``google/ddpm-*`` layout with the UNet config at the root), or a Hub id.
-        layer: ``"mid"``, ``"mid_resnet2_conv2"`` or ``"down.{i}"``.
+        layer: ``"mid"``, ``"mid_resnet2_conv2"``, ``"down.{i}"`` or ``"up.{i}"``.
         noise: feed ``x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps`` instead of the clean image.
         scheduler: the DDPMScheduler for ``noise`` (default: the folder's own, else the default
             ``DDPMScheduler(num_train_timesteps=...)``).
@@ -143,18 +146,20 @@ class DiffusionTeacher(nn.Module):
 
     @property
     def feature_channels(self) -> int:
-        if self.layer == "mid":
-            return int(self.unet.config.block_out_channels[-1])
-        if self.layer == "mid_resnet2_conv2":
-            return int(self.unet.mid_block.resnets[1].conv2.out_channels)
-        return int(self.unet.config.block_out_channels[self._down_index])
+        return self.feature_shape[0]
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
         """(C', h, w) of the feature at ``sample_size``."""
+        if up_index(self.layer) is not None:
+            return up_feature_shape(self.unet.config.block_out_channels, up_index(self.layer), self.sample_size)
+        if self.layer == "mid_resnet2_conv2":
+            channels = int(self.unet.mid_block.resnets[1].conv2.out_channels)
+        else:
+            channels = int(self.unet.config.block_out_channels[-1 if self._down_index is None else self._down_index])
         halvings = self.num_downsamples if self._down_index is None else min(self._down_index + 1, self.num_downsamples)
         h, w = self.sample_size
-        return (self.feature_channels, h // 2**halvings, w // 2**halvings)
+        return (channels, h // 2**halvings, w // 2**halvings)
 
     @property
     def _down_index(self) -> int | None:
@@ -172,11 +177,14 @@ class DiffusionTeacher(nn.Module):
             return layer
         if layer == "mid" and self.unet.mid_block is not None:
             return layer
+        if up_index(layer) is not None and up_index(layer) < len(self.unet.up_blocks):
+            return layer
         if layer == "mid_resnet2_conv2":
             resnets = getattr(self.unet.mid_block, "resnets", [])
             if len(resnets) >= 2 and hasattr(resnets[1], "conv2") and hasattr(resnets[1], "time_embedding_norm"):
                 return layer
-        names = [*LAYERS, *(f"down.{i}" for i in range(len(self.unet.down_blocks)))]
+        names = [*LAYERS, *(f"down.{i}" for i in range(len(self.unet.down_blocks))),
+                 *(f"up.{i}" for i in range(len(self.unet.up_blocks)))]
         raise ConfigError(f"layer {layer!r} does not exist in this UNet; choose one of {names}")
 
     def train(self, mode: bool = True) -> DiffusionTeacher:
@@ -251,6 +259,13 @@ class DiffusionTeacher(nn.Module):
             x = mid.attentions[0](x, temb=emb)
         return self._resnet_until_conv2(mid.resnets[1], x, emb)
 
+    def _up(self, x: torch.Tensor, t: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
+        """Up block i's output ``[B, C', h, w]``: `UNet2DModel.forward` itself, stopped there."""
+        unet = self.unet
+        if unet.config.center_input_sample:
+            x = (x + 1) / 2  # such a UNet maps [0, 1] to 2x - 1 itself; x is already in [-1, 1]
+        return output_of(unet.up_blocks[up_index(self.layer)], lambda: unet(x, t, class_labels=class_ids))
+
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] dataset images -> the teacher's input, ``x * 2 - 1``."""
         return minus_one_one(images)
@@ -273,6 +288,8 @@ class DiffusionTeacher(nn.Module):
         x = x.to(dtype=self.unet.dtype)  # e.g. a bf16 / fp16 teacher fed fp32 images
         if self.noise:
             x = self.add_noise(x, t)
+        if up_index(self.layer) is not None:
+            return self._up(x, t, class_ids)
         unet = self.unet
         # a UNet with center_input_sample wants [0, 1] and maps it to 2x - 1 itself: our x already is that.
         emb = self._embedding(t, class_ids)

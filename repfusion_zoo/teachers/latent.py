@@ -4,7 +4,8 @@ image ``[B, 3, H, W]`` in [-1, 1] -> the VAE encoder's latent mean (minus ``shif
 VAE has one, times ``scaling_factor``: what the denoiser was trained on) ``[B, 4, H/8, W/8]`` ->
 the encoder half of a diffusers `UNet2DConditionModel`: ``conv_in``, the time embedding, the down
 blocks and the mid block, the cross-attention ones attending to a fixed conditioning. The up
-blocks and ``conv_out`` never run; nor does the VAE decoder.
+blocks and ``conv_out`` never run for those layers; for a decoder layer ``up.{i}`` the UNet's own
+forward runs, stopped after that up block (`up_blocks.output_of`). The VAE decoder never runs.
 
 The conditioning (``[1, L, D]``, recorded in ``conditioning_source``):
 - ``"stored"``: ``conditioning.safetensors`` beside the pipeline's folders (key
@@ -13,8 +14,8 @@ The conditioning (``[1, L, D]``, recorded in ``conditioning_source``):
   ``transformers``, the ``latent`` extra);
 - ``"zeros"``: zeros of the UNet's cross-attention width, ``L = 77`` tokens.
 
-Layers: ``"mid"`` (the mid block's output) and ``"down.{i}"`` (down block ``i``'s, after its
-down-sampler). Same interface as `DiffusionTeacher`: ``forward(x, t) -> [B, C', h, w]``,
+Layers: ``"mid"`` (the mid block's output), ``"down.{i}"`` (down block ``i``'s, after its
+down-sampler) and ``"up.{i}"`` (up block ``i``'s, after its up-sampler). Same interface as `DiffusionTeacher`: ``forward(x, t) -> [B, C', h, w]``,
 ``feature``, ``to_input``, ``num_train_timesteps``, ``feature_shape``; clean input only.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ConfigError, MissingExtraError, TeacherNotFoundError
 from .frozen import FrozenTeacher
 from .inputs import InputChecks
+from .up_blocks import output_of, up_feature_shape, up_index
 
 __all__ = ["LatentUNetTeacher", "encode_latents", "save_conditioning", "CONDITIONING_FILE", "CONDITIONINGS"]
 
@@ -127,16 +129,19 @@ class LatentUNetTeacher(FrozenTeacher):
 
     @property
     def feature_channels(self) -> int:
-        index = self._down_index
-        return int(self.unet.config.block_out_channels[-1 if index is None else index])
+        return self.feature_shape[0]
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
         """(C', h, w) at ``sample_size``."""
+        latent_side = (self.sample_size[0] // self.vae_factor, self.sample_size[1] // self.vae_factor)
+        if up_index(self.layer) is not None:
+            return up_feature_shape(self.unet.config.block_out_channels, up_index(self.layer), latent_side)
+        index = self._down_index
         downs = len(self.unet.down_blocks) - 1
-        halvings = downs if self._down_index is None else min(self._down_index + 1, downs)
-        side = self.sample_size[0] // self.vae_factor // 2**halvings
-        return (self.feature_channels, side, side)
+        halvings = downs if index is None else min(index + 1, downs)
+        side = latent_side[0] // 2**halvings
+        return (int(self.unet.config.block_out_channels[-1 if index is None else index]), side, side)
 
     def describe(self) -> dict[str, Any]:
         """What a cache manifest records of this teacher."""
@@ -147,7 +152,10 @@ class LatentUNetTeacher(FrozenTeacher):
         match = _DOWN_LAYER.match(layer)
         if (layer == "mid" and self.unet.mid_block is not None) or (match and int(match.group(1)) < len(self.unet.down_blocks)):
             return layer
-        names = ["mid", *(f"down.{i}" for i in range(len(self.unet.down_blocks)))]
+        if up_index(layer) is not None and up_index(layer) < len(self.unet.up_blocks):
+            return layer
+        names = ["mid", *(f"down.{i}" for i in range(len(self.unet.down_blocks))),
+                 *(f"up.{i}" for i in range(len(self.unet.up_blocks)))]
         raise ConfigError(f"layer {layer!r} does not exist in this latent UNet; choose one of {names}")
 
     # -------------------------------------------------------------- forward
@@ -157,6 +165,9 @@ class LatentUNetTeacher(FrozenTeacher):
         t = self.check_input(x, t)
         unet = self.unet
         latents = encode_latents(self.vae, x).to(unet.dtype)
+        if up_index(self.layer) is not None:
+            context = self.conditioning.expand(x.shape[0], -1, -1)
+            return output_of(unet.up_blocks[up_index(self.layer)], lambda: unet(latents, t, encoder_hidden_states=context))
         emb = unet.time_embedding(unet.get_time_embed(sample=latents, timestep=t), None)
         if unet.time_embed_act is not None:
             emb = unet.time_embed_act(emb)

@@ -24,7 +24,7 @@ class TeacherSettings:
 
     teacher: str = opt("", "Hub id or local folder of the teacher (a diffusers pipeline or model folder); distill: empty = "
                            "train or reuse one with train_teacher.py")
-    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> (UNets) | blocks.<K> (DiT) "
+    teacher_layer: str = opt("mid", "teacher layer: mid | mid_resnet2_conv2 | down.<i> | up.<i> (UNets; up = decoder) | blocks.<K> (DiT) "
                                     "(distill with teacher_type supervised: a feature index, '' = last map)")
     teacher_class_map: str = opt("", "class-conditional teachers: 'tinyimagenet' maps the dataset's WordNet-id classes to "
                                      "ImageNet ids", choices=["", "tinyimagenet"])
