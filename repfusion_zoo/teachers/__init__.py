@@ -1,4 +1,4 @@
-"""Frozen feature teachers: diffusion UNets (encoder or decoder layers) and transformers (encoder-only), a feature cache in their place, and supervised CNNs.
+"""Frozen feature teachers: diffusion UNets (encoder or decoder layers, the forward stopped there) and transformers (encoder-only), a feature cache in their place, and supervised CNNs.
 
 - protocol.py: `Teacher`, what every part asks of a teacher (a cache asks `repfusion_zoo.cache.CacheableTeacher`)
 - load.py: `load_teacher` (a folder or Hub id -> the teacher its files describe), `teacher_kind`
@@ -8,7 +8,7 @@
 - latent.py: `LatentUNetTeacher` (VAE encoder + a UNet2DConditionModel's encoder half, fixed conditioning)
 - transformer.py: `TransformerTeacher` (VAE encoder + a DiT's patch embedding and first K blocks)
 - inputs.py: `InputChecks`, what every diffusion teacher checks of its input
-- up_blocks.py: the decoder layers ``up.{i}`` of both UNet teachers (`output_of`: the UNet's own forward, stopped there)
+- unet_layers.py: the named layers of both UNet teachers and `output_of` (the UNet's own forward, stopped at the layer)
 - cached.py: `CachedTeacher` (features read from a `repfusion_zoo.cache` folder), `check_cache_for_run`
 - supervised.py: `SupervisedTeacher` (a CNN's feature map, the supervised-KD rows)
 - adm.py: guided-diffusion ADM checkpoints -> UNet2DModel; the Tiny-ImageNet -> ImageNet class map

@@ -1,9 +1,7 @@
 """DiffusionTeacher: a frozen diffusers `UNet2DModel` run up to a named layer.
 
-For the encoder layers the teacher runs ``conv_in``, the time (and class) embedding, the down
-blocks and (for the mid-block layers) the mid block, mirroring the first half of
-`UNet2DModel.forward`; the up path and ``conv_out`` are never run. For a decoder layer it runs
-`UNet2DModel.forward` itself, stopped after that up block (`up_blocks.output_of`).
+The teacher runs `UNet2DModel.forward` itself and stops it once the layer's module has given its
+output (`unet_layers.output_of`): an encoder layer never runs the up path or ``conv_out``.
 
 Layers:
 - ``"mid"`` (default): the mid-block output ``[B, C_last, H / 2**n, W / 2**n]``.
@@ -31,7 +29,7 @@ from ..normalize import minus_one_one
 from .inputs import InputChecks
 from .identity import weights_sha256
 from .unet_files import load_unet, teacher_root
-from .up_blocks import output_of, up_feature_shape, up_index
+from .unet_layers import layer_module, output_of, up_feature_shape, up_index
 
 __all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
 
@@ -223,49 +221,6 @@ class DiffusionTeacher(nn.Module):
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return self.scheduler.add_noise(x, eps, t)
 
-    def _embedding(self, t: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
-        """Time (+ class) embedding ``[B, D]``, as UNet2DModel.forward computes it."""
-        unet = self.unet
-        emb = unet.time_embedding(unet.time_proj(t).to(dtype=unet.dtype))
-        if class_ids is not None:
-            if unet.config.class_embed_type == "timestep":
-                class_ids = unet.time_proj(class_ids)
-            emb = emb + unet.class_embedding(class_ids).to(dtype=unet.dtype)
-        return emb
-
-    @staticmethod
-    def _resnet_until_conv2(resnet: nn.Module, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """A diffusers ResnetBlock2D run up to its conv2 output, before the residual add."""
-        h = resnet.nonlinearity(resnet.norm1(x))
-        h = resnet.conv1(h)
-        temb = emb if resnet.skip_time_act else resnet.nonlinearity(emb)
-        temb = resnet.time_emb_proj(temb)[:, :, None, None] if resnet.time_emb_proj is not None else None
-        if resnet.time_embedding_norm == "default":
-            h = resnet.norm2(h + temb if temb is not None else h)
-        elif resnet.time_embedding_norm == "scale_shift":
-            scale, shift = torch.chunk(temb, 2, dim=1)
-            h = resnet.norm2(h) * (1 + scale) + shift
-        else:
-            h = resnet.norm2(h)
-        h = resnet.dropout(resnet.nonlinearity(h))
-        return resnet.conv2(h)
-
-    def _mid(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        mid = self.unet.mid_block
-        if self.layer == "mid":
-            return mid(x, emb)
-        x = mid.resnets[0](x, emb)
-        if mid.attentions[0] is not None:
-            x = mid.attentions[0](x, temb=emb)
-        return self._resnet_until_conv2(mid.resnets[1], x, emb)
-
-    def _up(self, x: torch.Tensor, t: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
-        """Up block i's output ``[B, C', h, w]``: `UNet2DModel.forward` itself, stopped there."""
-        unet = self.unet
-        if unet.config.center_input_sample:
-            x = (x + 1) / 2  # such a UNet maps [0, 1] to 2x - 1 itself; x is already in [-1, 1]
-        return output_of(unet.up_blocks[up_index(self.layer)], lambda: unet(x, t, class_labels=class_ids))
-
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] dataset images -> the teacher's input, ``x * 2 - 1``."""
         return minus_one_one(images)
@@ -288,19 +243,7 @@ class DiffusionTeacher(nn.Module):
         x = x.to(dtype=self.unet.dtype)  # e.g. a bf16 / fp16 teacher fed fp32 images
         if self.noise:
             x = self.add_noise(x, t)
-        if up_index(self.layer) is not None:
-            return self._up(x, t, class_ids)
         unet = self.unet
-        # a UNet with center_input_sample wants [0, 1] and maps it to 2x - 1 itself: our x already is that.
-        emb = self._embedding(t, class_ids)
-        skip_sample = x
-        h = unet.conv_in(x)
-        stop = self._down_index
-        for index, block in enumerate(unet.down_blocks):
-            if hasattr(block, "skip_conv"):
-                h, _, skip_sample = block(hidden_states=h, temb=emb, skip_sample=skip_sample)
-            else:
-                h, _ = block(hidden_states=h, temb=emb)
-            if index == stop:
-                return h
-        return self._mid(h, emb)
+        if unet.config.center_input_sample:
+            x = (x + 1) / 2  # such a UNet maps [0, 1] to 2x - 1 itself; x is already in [-1, 1]
+        return output_of(layer_module(unet, self.layer), lambda: unet(x, t, class_labels=class_ids))

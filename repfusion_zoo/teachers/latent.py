@@ -2,10 +2,9 @@
 
 image ``[B, 3, H, W]`` in [-1, 1] -> the VAE encoder's latent mean (minus ``shift_factor`` where the
 VAE has one, times ``scaling_factor``: what the denoiser was trained on) ``[B, 4, H/8, W/8]`` ->
-the encoder half of a diffusers `UNet2DConditionModel`: ``conv_in``, the time embedding, the down
-blocks and the mid block, the cross-attention ones attending to a fixed conditioning. The up
-blocks and ``conv_out`` never run for those layers; for a decoder layer ``up.{i}`` the UNet's own
-forward runs, stopped after that up block (`up_blocks.output_of`). The VAE decoder never runs.
+a diffusers `UNet2DConditionModel`'s own forward, its cross-attention attending to a fixed
+conditioning, stopped once the layer's block has given its output (`unet_layers.output_of`): an
+encoder layer never runs the up blocks or ``conv_out``. The VAE decoder never runs.
 
 The conditioning (``[1, L, D]``, recorded in ``conditioning_source``):
 - ``"stored"``: ``conditioning.safetensors`` beside the pipeline's folders (key
@@ -32,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ConfigError, MissingExtraError, TeacherNotFoundError
 from .frozen import FrozenTeacher
 from .inputs import InputChecks
-from .up_blocks import output_of, up_feature_shape, up_index
+from .unet_layers import layer_module, output_of, up_feature_shape, up_index
 
 __all__ = ["LatentUNetTeacher", "encode_latents", "save_conditioning", "CONDITIONING_FILE", "CONDITIONINGS"]
 
@@ -165,24 +164,8 @@ class LatentUNetTeacher(FrozenTeacher):
         t = self.check_input(x, t)
         unet = self.unet
         latents = encode_latents(self.vae, x).to(unet.dtype)
-        if up_index(self.layer) is not None:
-            context = self.conditioning.expand(x.shape[0], -1, -1)
-            return output_of(unet.up_blocks[up_index(self.layer)], lambda: unet(latents, t, encoder_hidden_states=context))
-        emb = unet.time_embedding(unet.get_time_embed(sample=latents, timestep=t), None)
-        if unet.time_embed_act is not None:
-            emb = unet.time_embed_act(emb)
-        context = unet.process_encoder_hidden_states(self.conditioning.expand(x.shape[0], -1, -1), None)
-        h = unet.conv_in(latents)
-        for index, block in enumerate(unet.down_blocks):
-            if getattr(block, "has_cross_attention", False):
-                h, _ = block(hidden_states=h, temb=emb, encoder_hidden_states=context)
-            else:
-                h, _ = block(hidden_states=h, temb=emb)
-            if index == self._down_index:
-                return h
-        if getattr(unet.mid_block, "has_cross_attention", False):
-            return unet.mid_block(h, emb, encoder_hidden_states=context)
-        return unet.mid_block(h, emb)
+        context = self.conditioning.expand(x.shape[0], -1, -1)
+        return output_of(layer_module(unet, self.layer), lambda: unet(latents, t, encoder_hidden_states=context))
 
 
 def _conditioning(root: Path, choice: str, width: int) -> tuple[torch.Tensor, str]:

@@ -1,12 +1,16 @@
-"""Decoder features of a diffusers UNet: the ``up.{i}`` layers, the output of up block ``i``.
+"""The named layers of a diffusers UNet and how a teacher reads one: the model's own forward, stopped.
 
-The up path needs every down block's skip tensors, so rather than a second hand-written copy of
-the UNet's forward, a teacher runs the model's own ``forward`` and stops it right after up block
-``i`` (`output_of`). DDAE (Xiang et al., 2023) finds a DDPM's most linearly separable features in
-its decoder; the encoder-only layers (``mid``, ``down.{i}``) cost about half the forward.
+Layers: ``mid`` (the mid block's output), ``mid_resnet2_conv2`` (the authors' layer: the second mid
+resnet's ``conv2`` output, before its residual add), ``down.{i}`` / ``up.{i}`` (down / up block
+``i``'s output, after its down- / up-sampler). Each teacher checks which its UNet has.
 
-Shapes: up block ``i`` outputs ``reversed(block_out_channels)[i]`` channels at the mid block's
-side times ``2 ** min(i + 1, n - 1)`` (every up block but the last up-samples), ``n`` blocks.
+Rather than a hand-written copy of the UNet's forward, a teacher runs the model's own ``forward`` and
+stops it once the layer's module has given its output (`output_of`): an encoder layer costs the
+encoder half, a decoder layer (DDAE, Xiang et al., 2023, finds a DDPM's most linearly separable
+features there) the forward up to that block.
+
+Shapes of the decoder layers: up block ``i`` outputs ``reversed(block_out_channels)[i]`` channels at
+the mid block's side times ``2 ** min(i + 1, n - 1)`` (every up block but the last up-samples), ``n`` blocks.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["UP_LAYER", "up_index", "up_feature_shape", "output_of"]
+__all__ = ["UP_LAYER", "up_index", "up_feature_shape", "layer_module", "output_of"]
 
 #: ``up.{i}``: the output of up block ``i`` (after its up-sampler, if any)
 UP_LAYER = re.compile(r"^up\.(\d+)$")
@@ -33,6 +37,16 @@ def up_feature_shape(block_out_channels: Sequence[int], index: int, side: tuple[
     blocks = len(block_out_channels)
     halvings = blocks - 1 - min(index + 1, blocks - 1)
     return (int(list(reversed(block_out_channels))[index]), side[0] // 2**halvings, side[1] // 2**halvings)
+
+
+def layer_module(unet: nn.Module, layer: str) -> nn.Module:
+    """The submodule of a diffusers UNet whose output is the feature at ``layer`` (a name the teacher has checked)."""
+    if layer == "mid":
+        return unet.mid_block
+    if layer == "mid_resnet2_conv2":
+        return unet.mid_block.resnets[1].conv2
+    kind, index = layer.split(".")
+    return (unet.up_blocks if kind == "up" else unet.down_blocks)[int(index)]
 
 
 class _Reached(Exception):
