@@ -75,7 +75,7 @@ def _hooked(module: torch.nn.Module, run) -> torch.Tensor:
     return seen[0]
 
 
-@pytest.mark.parametrize("layer", ["mid", "down.0", "up.0"])
+@pytest.mark.parametrize("layer", ["mid", "mid_resnet2_conv2", "down.0", "up.0"])
 def test_latent_unet_layers_equal_the_layer_in_the_full_forward(sd_folder, layer):
     teacher = load_teacher(str(sd_folder), layer=layer, image_size=IMAGE)
     assert isinstance(teacher, LatentUNetTeacher) and teacher.conditioning_source == "zeros"
@@ -83,12 +83,18 @@ def test_latent_unet_layers_equal_the_layer_in_the_full_forward(sd_folder, layer
     full = UNet2DConditionModel.from_pretrained(sd_folder / "unet").eval()
     latents = encode_latents(AutoencoderKL.from_pretrained(sd_folder / "vae").eval(), x)
     context = torch.zeros(3, 77, 16)
-    target = {"mid": full.mid_block, "down.0": full.down_blocks[0], "up.0": full.up_blocks[0]}[layer]
+    target = {"mid": full.mid_block, "mid_resnet2_conv2": full.mid_block.resnets[1].conv2, "down.0": full.down_blocks[0],
+              "up.0": full.up_blocks[0]}[layer]
     expected = _hooked(target, lambda: full(latents, t, encoder_hidden_states=context))
     feature = teacher(x, t)
     torch.testing.assert_close(feature, expected, rtol=1e-5, atol=1e-5)
     assert tuple(feature.shape[1:]) == teacher.feature_shape
     assert teacher.describe()["conditioning"] == "zeros" and teacher.describe()["kind"] == "latent-unet"
+
+
+def test_a_latent_layer_it_lacks_names_the_choices(sd_folder):
+    with pytest.raises(ConfigError, match=r"latent UNet.*down\.1.*mid_resnet2_conv2.*up\.1"):
+        load_teacher(str(sd_folder), layer="up.9", image_size=IMAGE)
 
 
 def test_a_stored_conditioning_is_what_the_cross_attention_sees(sd_folder, tmp_path):

@@ -16,7 +16,6 @@ z(t) = s(x, t)) is the default; ``noise=True`` feeds ``x_t`` from the model's ow
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,13 +28,9 @@ from ..normalize import minus_one_one
 from .inputs import InputChecks
 from .identity import weights_sha256
 from .unet_files import load_unet, teacher_root
-from .unet_layers import layer_module, output_of, up_feature_shape, up_index
+from .unet_layers import check_layer, layer_module, layer_shape, output_of
 
-__all__ = ["DiffusionTeacher", "load_unet", "LAYERS"]
-
-#: the named layers besides ``down.{i}``
-LAYERS = ("mid", "mid_resnet2_conv2")
-_DOWN_LAYER = re.compile(r"^down\.(\d+)$")
+__all__ = ["DiffusionTeacher", "load_unet"]
 
 
 # ---------------------------------------------------------------------------- the teacher
@@ -99,7 +94,7 @@ class DiffusionTeacher(nn.Module):
         if unet.config.time_embedding_type == "fourier":
             raise ConfigError("DiffusionTeacher takes DDPM-style UNets (positional/learned time embedding), not Fourier (score-SDE) ones")
         self.unet = unet
-        self.layer = self._check_layer(layer)
+        self.layer = check_layer(self.unet, layer)
         self.noise = bool(noise)
         self.scheduler = scheduler or own_scheduler or DDPMScheduler(
             num_train_timesteps=unet.config.num_train_timesteps or 1000
@@ -149,41 +144,12 @@ class DiffusionTeacher(nn.Module):
     @property
     def feature_shape(self) -> tuple[int, int, int]:
         """(C', h, w) of the feature at ``sample_size``."""
-        if up_index(self.layer) is not None:
-            return up_feature_shape(self.unet.config.block_out_channels, up_index(self.layer), self.sample_size)
-        if self.layer == "mid_resnet2_conv2":
-            channels = int(self.unet.mid_block.resnets[1].conv2.out_channels)
-        else:
-            channels = int(self.unet.config.block_out_channels[-1 if self._down_index is None else self._down_index])
-        halvings = self.num_downsamples if self._down_index is None else min(self._down_index + 1, self.num_downsamples)
-        h, w = self.sample_size
-        return (channels, h // 2**halvings, w // 2**halvings)
-
-    @property
-    def _down_index(self) -> int | None:
-        match = _DOWN_LAYER.match(self.layer)
-        return int(match.group(1)) if match else None
+        return layer_shape(self.unet, self.layer, self.sample_size)
 
     def describe(self) -> dict[str, Any]:
         """What a cache manifest records of this teacher besides its weights."""
         return {"kind": "unet", "vae": "none (pixel space)", "layer": self.layer,
                 "conditioning": "class map" if self.class_map is not None else "none"}
-
-    def _check_layer(self, layer: str) -> str:
-        match = _DOWN_LAYER.match(layer)
-        if match and int(match.group(1)) < len(self.unet.down_blocks):
-            return layer
-        if layer == "mid" and self.unet.mid_block is not None:
-            return layer
-        if up_index(layer) is not None and up_index(layer) < len(self.unet.up_blocks):
-            return layer
-        if layer == "mid_resnet2_conv2":
-            resnets = getattr(self.unet.mid_block, "resnets", [])
-            if len(resnets) >= 2 and hasattr(resnets[1], "conv2") and hasattr(resnets[1], "time_embedding_norm"):
-                return layer
-        names = [*LAYERS, *(f"down.{i}" for i in range(len(self.unet.down_blocks))),
-                 *(f"up.{i}" for i in range(len(self.unet.up_blocks)))]
-        raise ConfigError(f"layer {layer!r} does not exist in this UNet; choose one of {names}")
 
     def train(self, mode: bool = True) -> DiffusionTeacher:
         """Always eval: the teacher is frozen (dropout off)."""

@@ -13,14 +13,13 @@ The conditioning (``[1, L, D]``, recorded in ``conditioning_source``):
   ``transformers``, the ``latent`` extra);
 - ``"zeros"``: zeros of the UNet's cross-attention width, ``L = 77`` tokens.
 
-Layers: ``"mid"`` (the mid block's output), ``"down.{i}"`` (down block ``i``'s, after its
-down-sampler) and ``"up.{i}"`` (up block ``i``'s, after its up-sampler). Same interface as `DiffusionTeacher`: ``forward(x, t) -> [B, C', h, w]``,
+Layers: those of `unet_layers` (``"mid"``, the authors' ``"mid_resnet2_conv2"``, ``"down.{i}"``,
+``"up.{i}"``), as for `DiffusionTeacher`. Same interface as `DiffusionTeacher`: ``forward(x, t) -> [B, C', h, w]``,
 ``feature``, ``to_input``, ``num_train_timesteps``, ``feature_shape``; clean input only.
 """
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ConfigError, MissingExtraError, TeacherNotFoundError
 from .frozen import FrozenTeacher
 from .inputs import InputChecks
-from .unet_layers import layer_module, output_of, up_feature_shape, up_index
+from .unet_layers import check_layer, layer_module, layer_shape, output_of
 
 __all__ = ["LatentUNetTeacher", "encode_latents", "save_conditioning", "CONDITIONING_FILE", "CONDITIONINGS"]
 
@@ -41,7 +40,6 @@ CONDITIONING_FILE = "conditioning.safetensors"
 CONDITIONINGS = ("auto", "stored", "empty-prompt", "zeros")
 #: tokens of the zeros conditioning (CLIP's context length, what SD's cross-attention usually sees)
 ZERO_TOKENS = 77
-_DOWN_LAYER = re.compile(r"^down\.(\d+)$")
 
 
 def encode_latents(vae: AutoencoderKL, x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +79,7 @@ class LatentUNetTeacher(FrozenTeacher):
                               f"width), got {tuple(conditioning.shape)}")
         self.unet, self.vae, self.source, self.conditioning_source = unet, vae, source, conditioning_source
         self.register_buffer("conditioning", conditioning.to(unet.dtype))
-        self.layer = self._check_layer(layer)
+        self.layer = check_layer(unet, layer, "latent UNet")
         self.scheduler = scheduler or DDPMScheduler(num_train_timesteps=1000)
         self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         size = int(image_size or vae.config.sample_size)
@@ -122,40 +120,18 @@ class LatentUNetTeacher(FrozenTeacher):
         return int(self.vae.config.in_channels)
 
     @property
-    def _down_index(self) -> int | None:
-        match = _DOWN_LAYER.match(self.layer)
-        return int(match.group(1)) if match else None
-
-    @property
     def feature_channels(self) -> int:
         return self.feature_shape[0]
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
-        """(C', h, w) at ``sample_size``."""
-        latent_side = (self.sample_size[0] // self.vae_factor, self.sample_size[1] // self.vae_factor)
-        if up_index(self.layer) is not None:
-            return up_feature_shape(self.unet.config.block_out_channels, up_index(self.layer), latent_side)
-        index = self._down_index
-        downs = len(self.unet.down_blocks) - 1
-        halvings = downs if index is None else min(index + 1, downs)
-        side = latent_side[0] // 2**halvings
-        return (int(self.unet.config.block_out_channels[-1 if index is None else index]), side, side)
+        """(C', h, w) at ``sample_size`` (the UNet sees latents ``vae_factor`` times smaller)."""
+        return layer_shape(self.unet, self.layer, (self.sample_size[0] // self.vae_factor, self.sample_size[1] // self.vae_factor))
 
     def describe(self) -> dict[str, Any]:
         """What a cache manifest records of this teacher."""
         return {"kind": self.kind, "vae": f"AutoencoderKL, latent x{self.vae_factor} down, scaling {self.vae.config.scaling_factor}",
                 "conditioning": self.conditioning_source, "layer": self.layer}
-
-    def _check_layer(self, layer: str) -> str:
-        match = _DOWN_LAYER.match(layer)
-        if (layer == "mid" and self.unet.mid_block is not None) or (match and int(match.group(1)) < len(self.unet.down_blocks)):
-            return layer
-        if up_index(layer) is not None and up_index(layer) < len(self.unet.up_blocks):
-            return layer
-        names = ["mid", *(f"down.{i}" for i in range(len(self.unet.down_blocks))),
-                 *(f"up.{i}" for i in range(len(self.unet.up_blocks)))]
-        raise ConfigError(f"layer {layer!r} does not exist in this latent UNet; choose one of {names}")
 
     # -------------------------------------------------------------- forward
     @torch.no_grad()
